@@ -1,0 +1,92 @@
+"""Cache-hit throughput and latency as ratios to FastAPI's hello-world, measured in one run.
+
+Serves, each with memoserve's gunicorn config (1 worker unless --workers):
+  hello     FastAPI's hello-world endpoint (the baseline)
+  l1-hit    memoserve, the same row again: answered from the in-process near-cache
+  redis-hit memoserve with L1 off: one Redis MGET per request
+  miss      memoserve with `Cache-Control: no-cache, no-store`: the model on every request
+and prints the median of --rounds runs of each. Traffic is loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import joblib
+
+from loadtest.common import Result, gunicorn, median, wrk
+from memoserve_models import demo
+from service.localstack.processes import SentinelCluster, redis_available
+
+ROW = {
+    "dataframe_split": {
+        "columns": demo.IRIS_FEATURES,
+        "data": [[5.1, 3.5, 1.4, 0.2]],
+    }
+}
+APP = "service.app:create_app()"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    if not redis_available():
+        raise SystemExit("redis-server is needed for the redis-hit case")
+
+    work = Path(tempfile.mkdtemp(prefix="memoserve-bench-"))
+    model = work / "iris.joblib"
+    joblib.dump(demo.train_iris(), model)
+    cluster = SentinelCluster(work / "redis").start()
+    body = json.dumps(ROW)
+    post = {"method": "POST", "body": body, "headers": {"Content-Type": "application/json"}}
+    base = {"MEMOSERVE_MODEL_URI": str(model), "MEMOSERVE_WORKERS": str(args.workers),
+            "MEMOSERVE_MODEL_POLL_SECONDS": "0", "MEMOSERVE_ACCESS_LOG": "false",
+            "MEMOSERVE_REDIS_SENTINELS": cluster.sentinel_addresses}  # fmt: skip
+    cases = {
+        "hello": ("loadtest.hello_app:create_app()", {}, {}),
+        "l1-hit": (APP, base, post),
+        "redis-hit": (APP, {**base, "MEMOSERVE_L1_ENABLED": "false"}, post),
+        "miss": (APP, base, {**post, "headers": {**post["headers"],
+                                                "Cache-Control": "no-cache, no-store"}}),
+    }  # fmt: skip
+    results: dict[str, dict[str, list[float]]] = {}
+    try:
+        for name, (app, env, request) in cases.items():
+            with gunicorn(app, {**base, **env} if env else {"MEMOSERVE_WORKERS": str(args.workers)},
+                          work, name) as url:  # fmt: skip
+                target = url + ("/" if name == "hello" else "/invocations")
+                wrk(target, seconds=1, connections=4, **request)  # warm up, fill the cache
+                for _ in range(args.rounds):
+                    tput: Result = wrk(target, seconds=args.seconds,
+                                       connections=args.connections, **request)  # fmt: skip
+                    lat = wrk(target, seconds=args.seconds / 2, connections=1, **request)
+                    if tput.errors or lat.errors:
+                        raise SystemExit(f"{name}: {tput.errors + lat.errors} failed requests")
+                    r = results.setdefault(name, {"rps": [], "p50": [], "p99": [], "lat": []})
+                    r["rps"].append(tput.rps)
+                    r["p50"].append(tput.p50_ms)
+                    r["p99"].append(tput.p99_ms)
+                    r["lat"].append(lat.p50_ms)
+    finally:
+        cluster.stop()
+
+    hello = median(results["hello"]["rps"])
+    print(f"\nmedians of {args.rounds} rounds; {args.workers} worker(s), "
+          f"{args.connections} connections, wrk on the same 2 cores")  # fmt: skip
+    print(f"{'case':<10} {'req/s':>9} {'vs hello':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'1-conn p50 ms':>14}")  # fmt: skip
+    for name, r in results.items():
+        rps = median(r["rps"])
+        print(f"{name:<10} {rps:>9.0f} {rps / hello:>9.2f} {median(r['p50']):>8.2f} "
+              f"{median(r['p99']):>8.2f} {median(r['lat']):>14.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""HTTP routes: parse a protocol, call the DataPlane, answer."""

@@ -1,0 +1,33 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from service import metrics
+from service.api.deps import DataPlaneDep
+from service.api.responses import json_response
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    """Live while the process answers."""
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(dataplane: DataPlaneDep) -> Response:
+    """Ready once a model is loaded. Redis is deliberately not a condition: the cache fails open."""
+    model = dataplane.manager.current
+    if model is None:
+        return json_response({"status": "loading", "model": dataplane.manager.name}, 503)
+    return json_response({"status": "ready", "model": model.name, "version": model.version})
+
+
+@router.get("/metrics")
+async def prometheus() -> Response:
+    """Prometheus exposition, summed over gunicorn workers."""
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,55 @@
+"""The MLflow webhook receiver: verified deliveries trigger a refresh on every replica."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+
+from service.api.deps import SettingsDep
+from service.api.responses import json_response
+from service.errors import InvalidInput, PayloadTooLarge
+from service.promotion.coordinator import Promotion
+from service.promotion.signature import verify
+
+router = APIRouter(tags=["promotion"])
+MAX_WEBHOOK_BYTES = 64 * 1024
+
+
+def get_promotion(request: Request) -> Promotion:
+    """The Promotion the lifespan built."""
+    promotion: Promotion = request.app.state.promotion
+    return promotion
+
+
+PromotionDep = Annotated[Promotion, Depends(get_promotion)]
+
+
+@router.post("/v1/webhooks/mlflow", status_code=202)
+async def mlflow_webhook(
+    request: Request, promotion: PromotionDep, settings: SettingsDep
+) -> Response:
+    """``model_version_alias.created``: verify the HMAC, then re-read the alias everywhere."""
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise PayloadTooLarge("webhook body too large")
+    headers = request.headers
+    verify(
+        settings.webhook_secret.get_secret_value(),
+        delivery_id=headers.get("x-mlflow-delivery-id"),
+        timestamp=headers.get("x-mlflow-timestamp"),
+        signature=headers.get("x-mlflow-signature"),
+        body=body,
+        now=time.time(),
+        tolerance_seconds=settings.webhook_tolerance_seconds,
+    )
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput("webhook body is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise InvalidInput("webhook body must be a JSON object")
+    outcome = await promotion.on_webhook(payload)
+    return json_response({"status": outcome}, 202 if outcome == "accepted" else 200)

@@ -1,0 +1,152 @@
+"""Micro-batching: misses of concurrent requests become one model call, run in a thread.
+
+Rows queue up while the model is busy, so batches grow with load and an idle replica adds
+no delay; ``max_wait`` optionally holds a batch open a little longer for more rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from opentelemetry import trace
+
+from service import metrics
+from service.canonical import CanonicalRows
+from service.models.loaded import LoadedModel
+from service.observability.spans import batch_span, model_attributes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Job:
+    model: LoadedModel
+    output: str
+    rows: CanonicalRows
+    future: asyncio.Future[list[bytes]]
+    span: trace.Span  # the waiting request's, to parent or link the model.predict span
+
+
+class MicroBatcher:
+    """Merges jobs of one model version and output up to ``max_rows`` rows per call."""
+
+    def __init__(self, *, max_rows: int, max_wait_seconds: float, threads: int) -> None:
+        self.max_rows = max_rows
+        self.max_wait = max_wait_seconds
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="predict")
+        self._slots = asyncio.Semaphore(threads)
+        self._pending: deque[_Job] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        """Start the dispatcher on the running loop."""
+        self._task = asyncio.create_task(self._dispatch(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        """Stop dispatching; in-flight model calls finish."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, model: LoadedModel, output: str, rows: CanonicalRows) -> list[bytes]:
+        """Encoded outputs for ``rows``, computed in some batch."""
+        future: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Job(model, output, rows, future, trace.get_current_span()))
+        self._wake.set()
+        return await future
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                await self._slots.acquire()
+                if self.max_wait > 0 and self._queued_rows() < self.max_rows:
+                    await asyncio.sleep(self.max_wait)
+                batch = self._take_batch()
+                task = asyncio.create_task(self._run(batch))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    def _queued_rows(self) -> int:
+        return sum(len(j.rows) for j in self._pending)
+
+    def _take_batch(self) -> list[_Job]:
+        """The first job plus queued jobs of the same model version and output, up to max_rows."""
+        first = self._pending.popleft()
+        batch, rows = [first], len(first.rows)
+        kept: deque[_Job] = deque()
+        while self._pending:
+            job = self._pending.popleft()
+            same = job.model is first.model and job.output == first.output
+            if same and rows + len(job.rows) <= self.max_rows:
+                batch.append(job)
+                rows += len(job.rows)
+            else:
+                kept.append(job)
+        self._pending.extendleft(reversed(kept))
+        return batch
+
+    async def _run(self, batch: list[_Job]) -> None:
+        try:
+            try:
+                results = await self._call(batch)
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                # One request's rows must not fail its neighbours: retry each on its own.
+                for job in batch:
+                    await self._run_one(job)
+                return
+            offset = 0
+            for job in batch:
+                n = len(job.rows)
+                if not job.future.done():
+                    job.future.set_result(results[offset : offset + n])
+                offset += n
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+        finally:
+            self._slots.release()
+
+    async def _run_one(self, job: _Job) -> None:
+        try:
+            result = await self._call([job])
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+            if not job.future.done():
+                job.future.set_exception(exc)
+        else:
+            if not job.future.done():
+                job.future.set_result(result)
+
+    async def _call(self, batch: list[_Job]) -> list[bytes]:
+        model, output = batch[0].model, batch[0].output
+        rows = CanonicalRows.concat([j.rows for j in batch])
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        with batch_span("model.predict", [j.span for j in batch]) as span:
+            if span.is_recording():
+                model_attributes(span, model)
+                span.set_attribute("batch.size", len(rows))
+                span.set_attribute("batch.requests", len(batch))
+            result = await loop.run_in_executor(self._executor, model.predict_encoded, rows, output)
+        metrics.PREDICT_DURATION.labels(model.name, model.version).observe(
+            time.perf_counter() - start
+        )
+        metrics.PREDICT_BATCH_ROWS.observe(len(rows))
+        metrics.PREDICT_CALLS.labels(model.name, model.version).inc()
+        return result

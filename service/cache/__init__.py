@@ -1,0 +1,1 @@
+"""Prediction caches: key building, the interface, Redis and in-process implementations."""

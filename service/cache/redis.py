@@ -1,0 +1,119 @@
+"""Redis (single URL or Sentinel) behind tight timeouts, one quick retry and a circuit breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+
+from service import metrics
+from service.cache.base import PredictionCache
+from service.cache.breaker import BreakerState, CircuitBreaker
+from service.errors import CacheUnavailable
+from service.settings import Settings
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_OK = metrics.REDIS_COMMANDS.labels("ok")
+_ERROR = metrics.REDIS_COMMANDS.labels("error")
+_REJECTED = metrics.REDIS_COMMANDS.labels("rejected")
+
+
+def build_redis(settings: Settings) -> Redis | None:
+    """A master client from the Sentinels or the URL; None when neither is configured."""
+    timeouts: dict[str, Any] = {
+        "socket_timeout": settings.redis_socket_timeout_ms / 1000,
+        "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
+    }
+    # Fail fast: one short retry, then the breaker decides. A long retry would hold requests
+    # for seconds during a failover or stick to the dead master.
+    retry = Retry(ExponentialBackoff(cap=0.02, base=0.005), settings.redis_retries)
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    if settings.redis_sentinels:
+        sentinel_kwargs = dict(timeouts)
+        if settings.redis_sentinel_password:
+            sentinel_kwargs["password"] = settings.redis_sentinel_password.get_secret_value()
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            settings.sentinel_addresses, sentinel_kwargs=sentinel_kwargs, **timeouts
+        )
+        client: Redis = sentinel.master_for(
+            settings.redis_master_name,
+            password=password,
+            ssl=settings.redis_tls,
+            retry=retry,
+            **timeouts,
+        )
+        return client
+    if settings.redis_url:
+        return Redis.from_url(settings.redis_url, password=password, retry=retry, **timeouts)
+    return None
+
+
+class RedisCache(PredictionCache):
+    """The shared cache. Every call goes through the breaker; errors become CacheUnavailable."""
+
+    layer = "redis"
+
+    def __init__(self, client: Redis, breaker: CircuitBreaker, *, deadline_seconds: float) -> None:
+        self.client = client
+        self.breaker = breaker
+        self._deadline = deadline_seconds
+
+    @classmethod
+    def from_settings(cls, client: Redis, settings: Settings) -> RedisCache:
+        """A cache with the configured breaker; its state is exported as a gauge."""
+        breaker = CircuitBreaker(
+            settings.breaker_failure_threshold,
+            settings.breaker_reset_seconds,
+            on_change=_export_state,
+        )
+        per_try = (settings.redis_connect_timeout_ms + settings.redis_socket_timeout_ms) / 1000
+        # Sentinel discovery plus the command, for each try, bounds the wait on Redis.
+        return cls(client, breaker, deadline_seconds=2 * per_try * (settings.redis_retries + 1))
+
+    async def run(self, op: Callable[[Redis], Awaitable[T]]) -> T:
+        """Run one Redis round trip under the breaker and the deadline."""
+        if not self.breaker.allow():
+            _REJECTED.inc()
+            raise CacheUnavailable("circuit breaker open")
+        try:
+            async with asyncio.timeout(self._deadline):
+                result = await op(self.client)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.breaker.record_failure()
+            _ERROR.inc()
+            raise CacheUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        self.breaker.record_success()
+        _OK.inc()
+        return result
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        async def mget(r: Redis) -> list[bytes | None]:
+            return cast(list[bytes | None], await r.mget(keys))
+
+        return await self.run(mget)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl_seconds: int) -> None:
+        async def write(r: Redis) -> None:
+            async with r.pipeline(transaction=False) as pipe:
+                for key, value in items:
+                    pipe.set(key, value, ex=ttl_seconds)
+                await pipe.execute()
+
+        await self.run(write)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _export_state(state: BreakerState) -> None:
+    metrics.BREAKER_STATE.set(int(state))
+    log.warning("redis circuit breaker %s", state.name.lower().replace("_", "-"))

@@ -1,0 +1,46 @@
+"""``memoserve`` command line: ``serve``, ``dev-stack`` and ``model ...``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``memoserve`` console script."""
+    parser = argparse.ArgumentParser(prog="memoserve", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run gunicorn with uvicorn workers (settings from MEMOSERVE_*)")
+    stack = sub.add_parser("dev-stack", help="run MLflow, Redis + Sentinels and replicas locally")
+    stack.add_argument("--replicas", type=int, default=2, help="service replicas (gunicorns)")
+    stack.add_argument("--workers", type=int, default=2, help="workers per replica")
+    stack.add_argument("--port", type=int, default=8080, help="first replica's port")
+    stack.add_argument("--workdir", default=".run", help="logs, sqlite registry, artifacts")
+    sub.add_parser("model", help="train, register and promote demo models (see `model -h`)",
+                   add_help=False)  # fmt: skip
+    args, rest = parser.parse_known_args(argv)
+
+    if args.command == "serve":
+        return _serve()
+    if args.command == "dev-stack":
+        from service.localstack.stack import run_stack
+
+        return run_stack(args.replicas, args.workers, args.port, args.workdir)
+    from memoserve_models.cli import main as model_main
+
+    return int(model_main(rest))
+
+
+def _serve() -> int:
+    argv = [
+        sys.executable, "-m", "gunicorn",
+        "-c", "python:service.gunicorn_conf",
+        "service.app:create_app()",
+    ]  # fmt: skip
+    os.execv(sys.executable, argv)
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""One error base class carrying its HTTP status, rendered as ``{"error": {...}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MemoserveError(Exception):
+    """Base of every error a client may see; subclasses fix the status and code."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the error response."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class InvalidInput(MemoserveError):
+    """The request body cannot be turned into rows the model accepts."""
+
+    status_code = 422
+    code = "invalid_input"
+
+
+class PayloadTooLarge(MemoserveError):
+    """Body bytes or row count over the configured limit."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ModelNotFound(MemoserveError):
+    """No model of that name is served here."""
+
+    status_code = 404
+    code = "model_not_found"
+
+
+class NotReady(MemoserveError):
+    """No model is loaded yet."""
+
+    status_code = 503
+    code = "not_ready"
+
+
+class Unauthorized(MemoserveError):
+    """A webhook delivery whose signature does not verify."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class CacheUnavailable(Exception):
+    """The shared cache could not answer; callers treat it as a miss (fail open)."""

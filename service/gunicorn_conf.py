@@ -1,0 +1,52 @@
+"""gunicorn configuration from ``MEMOSERVE_*`` settings (``-c python:service.gunicorn_conf``)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from service.observability.logs import gunicorn_logconfig
+from service.settings import Settings
+
+_settings = Settings()
+
+bind = _settings.bind
+workers = _settings.workers
+worker_class = "service.workers.MemoserveWorker"
+graceful_timeout = _settings.graceful_timeout
+timeout = 120  # a model load in a fresh worker may take a while
+keepalive = 5
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+logconfig_dict = gunicorn_logconfig(_settings.log_level)  # gunicorn's own lines as JSON too
+# Several gunicorns on one host (replicas in `make run`, tests) must not share one socket.
+control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """Give the workers one Prometheus multiprocess directory, emptied of a previous run."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="memoserve-prometheus-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Per-worker set-up that is not fork-safe (tracing exporters) goes here."""
+    from service.observability import setup_worker
+
+    setup_worker(_settings)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges from the multiprocess metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,313 @@
+"""Real local processes for `make run` and the tests: Redis + Sentinels, gunicorn replicas.
+
+Every process is started on a free loopback port and stopped by whoever started it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    proc: Proc | None = None,
+) -> None:
+    """Poll ``check`` until true; TimeoutError naming ``what`` otherwise, at once if ``proc``
+    has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            raise TimeoutError(f"{proc.name} exited (code {proc.popen.returncode}) before {what}")
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001, S110 - not up yet
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Proc:
+    """A started process and where its output goes."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    port: int
+
+    def alive(self) -> bool:
+        """Whether it still runs."""
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """Signal it and wait; SIGKILL if it lingers."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash."""
+        self.stop(signal.SIGKILL)
+
+    def tail(self, lines: int = 30) -> str:
+        """The last lines of its log."""
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def spawn(
+    name: str, argv: list[str], workdir: Path, port: int, env: Mapping[str, str] | None = None
+) -> Proc:
+    """Start ``argv`` with output to ``workdir/name.log``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{name}.log"
+    with log.open("ab") as out:
+        popen = subprocess.Popen(  # noqa: S603 - argv built here
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            cwd=workdir,
+            start_new_session=True,  # Ctrl-C in `make run` is handled by the stack, once
+        )
+    return Proc(name, popen, log, port)
+
+
+def redis_available() -> bool:
+    """Whether a local ``redis-server`` binary exists."""
+    return shutil.which("redis-server") is not None
+
+
+@dataclass
+class SentinelCluster:
+    """Redis master + replica + three Sentinels (quorum 2) on loopback."""
+
+    workdir: Path
+    master_name: str = "mymaster"
+    down_after_ms: int = 1000
+    procs: list[Proc] = field(default_factory=list)
+    sentinels: list[Proc] = field(default_factory=list)
+    master: Proc | None = None
+    replica: Proc | None = None
+
+    @property
+    def sentinel_addresses(self) -> str:
+        """``host:port,...`` as MEMOSERVE_REDIS_SENTINELS takes it."""
+        return ",".join(f"{LOOPBACK}:{p.port}" for p in self.sentinels)
+
+    def start(self, timeout: float = 30.0) -> SentinelCluster:
+        """Start everything and wait until the Sentinels agree on master, replica and peers."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.master = self._redis("redis-master")
+        self.replica = self._redis("redis-replica", replica_of=self.master.port)
+        replica_port = self.replica.port
+        wait_until(
+            lambda: (
+                _ask(replica_port, lambda c: c.info("replication"))["master_link_status"] == "up"
+            ),
+            timeout,
+            "the replica to sync",
+        )
+        for i in range(3):
+            self.sentinels.append(self._sentinel(i, self.master.port))
+        for s in self.sentinels:
+            port = s.port
+            wait_until(
+                lambda port=port: _discovered(port, self.master_name),  # type: ignore[misc]
+                timeout,
+                f"sentinel on {port} to discover its peers",
+            )
+        return self
+
+    def stop(self) -> None:
+        """Stop every process this cluster started."""
+        for p in reversed(self.procs):
+            p.stop()
+
+    def current_master_port(self) -> int:
+        """The master port the Sentinels report now."""
+        for s in self.sentinels:
+            if s.alive():
+                try:
+                    addr = _ask(
+                        s.port, lambda c: c.sentinel_get_master_addr_by_name(self.master_name)
+                    )
+                    return int(cast(tuple[str, int], addr)[1])
+                except redis.RedisError:
+                    continue
+        raise RuntimeError("no sentinel answers")
+
+    def _redis(self, name: str, replica_of: int | None = None) -> Proc:
+        port = free_port()
+        argv = [
+            "redis-server", "--port", str(port), "--bind", LOOPBACK, "--save", "",
+            "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no",
+        ]  # fmt: skip
+        if replica_of is not None:
+            argv += ["--replicaof", LOOPBACK, str(replica_of)]
+        proc = spawn(name, argv, self.workdir, port)
+        self.procs.append(proc)
+        wait_until(lambda: bool(_ask(port, lambda c: c.ping())), 10, f"{name} on {port}")
+        return proc
+
+    def _sentinel(self, index: int, master_port: int) -> Proc:
+        port = free_port()
+        conf = self.workdir / f"sentinel-{index}.conf"
+        conf.write_text(
+            f"port {port}\nbind {LOOPBACK}\nprotected-mode no\ndir {self.workdir}\n"
+            f"sentinel monitor {self.master_name} {LOOPBACK} {master_port} 2\n"
+            f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {self.master_name} 5000\n"
+            f"sentinel parallel-syncs {self.master_name} 1\n"
+        )
+        proc = spawn(
+            f"sentinel-{index}", ["redis-server", str(conf), "--sentinel"], self.workdir, port
+        )
+        self.procs.append(proc)
+        wait_until(lambda: bool(_ask(port, lambda c: c.ping())), 10, f"sentinel on {port}")
+        return proc
+
+
+def _discovered(port: int, master_name: str) -> bool:
+    """Whether the Sentinel on ``port`` knows the replica and both other Sentinels."""
+    replicas = cast(list[Any], _ask(port, lambda c: c.sentinel_slaves(master_name)))
+    peers = cast(list[Any], _ask(port, lambda c: c.sentinel_sentinels(master_name)))
+    return len(replicas) >= 1 and len(peers) >= 2
+
+
+def _ask(port: int, question: Callable[[redis.Redis], Any]) -> Any:
+    """One command on a short-lived connection (closed, so nothing leaks into tests)."""
+    with redis.Redis(LOOPBACK, port, socket_timeout=1, socket_connect_timeout=1) as client:
+        return question(client)
+
+
+@dataclass
+class Replica:
+    """One memoserve replica: a gunicorn master with its workers."""
+
+    proc: Proc
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        return f"http://{LOOPBACK}:{self.proc.port}"
+
+    def stop(self) -> None:
+        """Graceful stop."""
+        self.proc.stop(timeout=20)
+
+
+def start_replica(
+    name: str,
+    workdir: Path,
+    env: Mapping[str, str],
+    *,
+    port: int | None = None,
+    wait_ready: bool = True,
+    timeout: float = 60.0,
+) -> Replica:
+    """Run ``memoserve serve`` (gunicorn) with ``env`` on a free port; wait for /readyz."""
+    port = port or free_port()
+    full_env = {**os.environ, **env, "MEMOSERVE_BIND": f"{LOOPBACK}:{port}"}
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    prom = workdir / f"{name}-prometheus"
+    full_env["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    argv = [sys.executable, "-m", "service.cli", "serve"]
+    replica = Replica(spawn(name, argv, workdir, port, full_env))
+    if wait_ready:
+        try:
+            wait_until(
+                lambda: _status(f"{replica.url}/readyz") == 200,
+                timeout,
+                f"{name} ready",
+                proc=replica.proc,
+            )
+        except TimeoutError as exc:
+            replica.stop()
+            raise TimeoutError(f"{exc}\n--- {name} log ---\n{replica.proc.tail()}") from exc
+        except BaseException:  # Ctrl-C while waiting: leave nothing running
+            replica.stop()
+            raise
+    return replica
+
+
+def _status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+        status: int = response.status
+        return status
+
+
+def start_mlflow(workdir: Path, *, port: int | None = None, timeout: float = 90.0) -> Proc:
+    """A real ``mlflow server`` (sqlite registry, local artifacts, one worker) on loopback,
+    set up to deliver webhooks to loopback with a fixed secret-encryption key."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    key_file = workdir / "webhook-encryption.key"
+    if not key_file.exists():
+        from cryptography.fernet import Fernet
+
+        key_file.write_bytes(Fernet.generate_key())
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        # Without a fixed key, webhook secrets cannot be read back by another worker or restart.
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": key_file.read_text().strip(),
+        "MLFLOW_WEBHOOK_CACHE_TTL": os.environ.get("MLFLOW_WEBHOOK_CACHE_TTL", "1"),
+    }
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    argv = [
+        mlflow_bin, "server", "--host", LOOPBACK, "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+        "--artifacts-destination", str(workdir / "artifacts"), "--serve-artifacts",
+    ]  # fmt: skip
+    proc = spawn("mlflow", argv, workdir, port, env)
+    try:
+        wait_until(
+            lambda: _status(f"http://{LOOPBACK}:{port}/health") == 200,
+            timeout,
+            "mlflow server",
+            proc=proc,
+        )
+    except TimeoutError as exc:
+        proc.stop()
+        raise TimeoutError(f"{exc}\n--- mlflow log ---\n{proc.tail()}") from exc
+    except BaseException:
+        proc.stop()
+        raise
+    return proc

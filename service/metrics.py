@@ -1,0 +1,77 @@
+"""Prometheus metrics; in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) summed over workers."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+REQUESTS = Counter("memoserve_requests", "HTTP requests served.", ["route", "method", "status"])
+REQUEST_DURATION = Histogram(
+    "memoserve_request_duration_seconds",
+    "Time to answer a request.",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+)
+CACHE_RESULTS = Counter(
+    "memoserve_cache_results", "Rows looked up, by outcome and layer.", ["result", "layer"]
+)
+REDIS_COMMANDS = Counter(
+    "memoserve_redis_commands",
+    "Redis round trips attempted (ok, error) or refused by the open breaker (rejected).",
+    ["outcome"],
+)
+BREAKER_STATE = Gauge(
+    "memoserve_breaker_state",
+    "Redis circuit breaker: 0 closed, 1 half-open, 2 open.",
+    multiprocess_mode="livemax",
+)
+PREDICT_DURATION = Histogram(
+    "memoserve_predict_duration_seconds",
+    "Time of one model call.",
+    ["model", "version"],
+    buckets=_LATENCY_BUCKETS,
+)
+PREDICT_BATCH_ROWS = Histogram(
+    "memoserve_predict_batch_rows",
+    "Rows per model call.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+PREDICT_CALLS = Counter("memoserve_predict_calls", "Model calls.", ["model", "version"])
+COALESCED_WAITS = Counter(
+    "memoserve_coalesced_waits", "Rows that waited on another request's computation.", ["scope"]
+)
+MODEL_INFO = Gauge(
+    "memoserve_model_info",
+    "1 for the model version a worker serves.",
+    ["name", "version"],
+    multiprocess_mode="livemax",
+)
+MODEL_RELOADS = Counter(
+    "memoserve_model_reloads", "Model versions loaded, by outcome.", ["outcome"]
+)
+PURGED_KEYS = Counter("memoserve_cache_purged_keys", "Keys of old versions unlinked.")
+CACHE_WRITE_ERRORS = Counter(
+    "memoserve_cache_write_errors", "Background cache writes that failed (entry not stored)."
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text; across all workers when multiprocess mode is on."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

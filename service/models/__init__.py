@@ -1,0 +1,1 @@
+"""Model sources, the loaded-model wrapper and the manager that swaps versions."""

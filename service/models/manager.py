@@ -1,0 +1,119 @@
+"""Owns the serving model version: first load with backoff, refresh, atomic swap, hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from service import metrics
+from service.models.loaded import LoadedModel
+from service.models.source import ModelSource
+
+log = logging.getLogger(__name__)
+
+SwapHook = Callable[[LoadedModel | None, LoadedModel], Awaitable[None]]
+
+
+class ModelManager:
+    """``current`` is swapped as one reference; a request that read it finishes on that version."""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        *,
+        poll_seconds: float = 0.0,
+        retry_max_seconds: float = 30.0,
+    ) -> None:
+        self.source = source
+        self.poll_seconds = poll_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self.current: LoadedModel | None = None
+        self.before_swap: list[SwapHook] = []
+        self.after_swap: list[SwapHook] = []
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.loaded = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        """The served model's name."""
+        return self.source.name
+
+    def start(self) -> None:
+        """Load in the background (the replica stays unready until then), then poll."""
+        self._task = asyncio.create_task(self._run(), name="model-manager")
+
+    async def stop(self) -> None:
+        """Cancel loading and polling."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self, reason: str) -> bool:
+        """Load and swap in the version the source names now, if it differs; True if swapped."""
+        version = await asyncio.to_thread(self.source.resolve)
+        if self.current is not None and self.current.version == version:
+            return False
+        async with self._lock:
+            if self.current is not None and self.current.version == version:
+                return False
+            return await self._swap_to(version, reason)
+
+    async def _swap_to(self, version: str, reason: str) -> bool:
+        try:
+            model = await asyncio.to_thread(self.source.load, version)
+        except Exception:
+            metrics.MODEL_RELOADS.labels("error").inc()
+            raise
+        old = self.current
+        for hook in self.before_swap:
+            await _run_hook(hook, old, model, "before-swap")
+        self.current = model
+        metrics.MODEL_RELOADS.labels("ok").inc()
+        if old is not None:
+            metrics.MODEL_INFO.labels(old.name, old.version).set(0)
+        metrics.MODEL_INFO.labels(model.name, model.version).set(1)
+        self.loaded.set()
+        log.info(
+            "serving model %s version %s (was %s; %s)",
+            model.name,
+            model.version,
+            old.version if old else "none",
+            reason,
+        )
+        for hook in self.after_swap:
+            await _run_hook(hook, old, model, "after-swap")
+        return True
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while self.current is None:
+            try:
+                await self.refresh("start-up")
+            except Exception as exc:  # noqa: BLE001 - any load failure means retry, stay unready
+                log.error(
+                    "model %s could not be loaded (%s: %s); retrying in %.1fs, not ready",
+                    self.source.name,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+                delay = min(delay * 2, self.retry_max_seconds)
+        while self.poll_seconds > 0:
+            await asyncio.sleep(self.poll_seconds * (0.9 + 0.2 * random.random()))
+            try:
+                await self.refresh("poll")
+            except Exception as exc:  # noqa: BLE001 - the poll must survive registry outages
+                log.warning("model poll failed: %s: %s", type(exc).__name__, exc)
+
+
+async def _run_hook(hook: SwapHook, old: LoadedModel | None, new: LoadedModel, when: str) -> None:
+    try:
+        await hook(old, new)
+    except Exception:
+        log.exception("%s hook %s failed", when, getattr(hook, "__qualname__", hook))

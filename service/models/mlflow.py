@@ -1,0 +1,154 @@
+"""Models from the MLflow Model Registry, by alias (``models:/iris@champion``) or pinned version.
+
+Each loaded version is kept under ``MEMOSERVE_MODEL_CACHE_DIR/<name>/<version>`` (a version's
+artifacts never change), and the last version served is remembered there, so a replica that
+restarts while MLflow is down still serves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.models.artifact import load_artifact
+from service.models.loaded import LoadedModel
+from service.models.source import ModelSource
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# MLflow's REST client retries for minutes by default; a poll and a start-up should fail fast.
+_FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryRef:
+    """A parsed ``models:/`` URI: a name and either an alias or a version."""
+
+    name: str
+    alias: str | None = None
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, uri: str) -> RegistryRef:
+        """``models:/name@alias`` or ``models:/name/3``."""
+        if not uri.startswith("models:/"):
+            raise ValueError(f"not a registry URI: {uri!r}")
+        rest = uri.removeprefix("models:/").strip("/")
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            if name and alias:
+                return cls(name, alias=alias)
+        elif "/" in rest:
+            name, version = rest.split("/", 1)
+            if name and version.isdigit():
+                return cls(name, version=version)
+        raise ValueError(f"expected models:/name@alias or models:/name/<version>, got {uri!r}")
+
+
+class MlflowModelSource(ModelSource):
+    """Resolves the alias with ``get_model_version_by_alias`` and loads that version."""
+
+    def __init__(
+        self, ref: RegistryRef, *, tracking_uri: str, cache_dir: Path, name: str = ""
+    ) -> None:
+        for key, value in _FAST_FAIL_ENV.items():
+            os.environ.setdefault(key, value)
+        self.ref = ref
+        self.name = name or ref.name
+        self.registry_name = ref.name
+        self.alias = ref.alias
+        self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+        if self.tracking_uri:
+            # Resolving ``models:/`` URIs goes through MLflow's global registry URI; without this
+            # it falls back to a local sqlite file that concurrent workers race to create.
+            os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
+        self.cache_dir = cache_dir / ref.name
+        self._client: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MlflowModelSource:
+        """The source ``MEMOSERVE_MODEL_URI`` names."""
+        return cls(
+            RegistryRef.parse(settings.model_uri),
+            tracking_uri=settings.mlflow_tracking_uri,
+            cache_dir=Path(settings.model_cache_dir),
+            name=settings.model_name,
+        )
+
+    @property
+    def client(self) -> Any:
+        """An MlflowClient, created on first use (importing mlflow is slow)."""
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri or None)
+        return self._client
+
+    def resolve(self) -> str:
+        if self.ref.version is not None:
+            return self.ref.version
+        try:
+            mv = self.client.get_model_version_by_alias(self.ref.name, self.ref.alias)
+        except Exception as exc:
+            remembered = self._remembered()
+            if remembered is None:
+                raise
+            log.warning(
+                "MLflow unreachable (%s: %s); serving the local copy of version %s",
+                type(exc).__name__,
+                str(exc)[:200],
+                remembered,
+            )
+            return remembered
+        return str(mv.version)
+
+    def load(self, version: str) -> LoadedModel:
+        path = self.cache_dir / version
+        if not (path / "MLmodel").is_file():
+            self._download(version, path)
+        predictor, schema = load_artifact(path)
+        self._remember(version)
+        uri = f"models:/{self.ref.name}/{version}"
+        return LoadedModel(self.name, version, schema, predictor, uri=uri, alias=self.ref.alias)
+
+    def _download(self, version: str, path: Path) -> None:
+        from mlflow.artifacts import download_artifacts
+
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.cache_dir))
+        try:
+            download_artifacts(
+                artifact_uri=f"models:/{self.ref.name}/{version}",
+                dst_path=str(staging),
+                tracking_uri=self.tracking_uri or None,
+            )
+            if not (path / "MLmodel").is_file():  # another worker may have finished first
+                with contextlib.suppress(OSError):
+                    staging.rename(path)  # atomic: a half-downloaded copy is never loaded
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _marker(self) -> Path:
+        return self.cache_dir / f"current-{self.ref.alias or self.ref.version}.json"
+
+    def _remember(self, version: str) -> None:
+        marker = self._marker()
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"name": self.ref.name, "version": version}))
+        tmp.replace(marker)
+
+    def _remembered(self) -> str | None:
+        try:
+            data = json.loads(self._marker().read_text())
+        except (OSError, ValueError):
+            return None
+        version = str(data.get("version", ""))
+        return version if (self.cache_dir / version / "MLmodel").is_file() else None

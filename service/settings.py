@@ -1,0 +1,220 @@
+"""Settings read from ``MEMOSERVE_*`` environment variables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_WEBHOOK_SECRET = "memoserve-dev-webhook-secret"
+
+
+class Environment(StrEnum):
+    """Where the service runs; production refuses unsafe defaults."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class CoalesceMode(StrEnum):
+    """How concurrent misses for one key are coalesced."""
+
+    OFF = "off"
+    LOCAL = "local"
+    DISTRIBUTED = "distributed"
+
+
+class Settings(BaseSettings):
+    """Every knob of a memoserve replica."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMOSERVE_", extra="ignore", frozen=True)
+
+    environment: Environment = Environment.DEVELOPMENT
+    """`production` refuses the development webhook secret and an in-process-only cache."""
+
+    namespace: str = "memoserve"
+    """First segment of every Redis key and of the pub/sub channel."""
+
+    # --- model -------------------------------------------------------------------------
+    model_uri: str = ""
+    """`models:/name@alias`, `models:/name/3`, an MLflow model directory or a joblib file."""
+
+    model_name: str = ""
+    """Name served under `/v1/models/{name}`; defaults to the registry name or file stem."""
+
+    model_version: str = ""
+    """Version of a local model; defaults to a digest of its file so a new file gets new keys."""
+
+    model_output: str = "predict"
+    """Default output kind when a request names none (`predict` or `predict_proba`)."""
+
+    model_cache_dir: str = "/tmp/memoserve/models"
+    """Local copy of the last loaded artifact, so a restart can serve while MLflow is down."""
+
+    model_poll_seconds: float = Field(default=15.0, ge=0)
+    """Interval of the alias poll, the safety net behind webhook and pub/sub; 0 disables."""
+
+    model_load_retry_max_seconds: float = Field(default=30.0, gt=0)
+    """Cap of the exponential backoff while the first load fails."""
+
+    model_startup_wait_seconds: float = Field(default=10.0, ge=0)
+    """How long a starting worker waits for its first load before it accepts connections."""
+
+    mlflow_tracking_uri: str = ""
+    """MLflow tracking server; empty falls back to `MLFLOW_TRACKING_URI`."""
+
+    # --- promotion -----------------------------------------------------------------------
+    webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
+    """HMAC key shared with the MLflow webhook (`X-MLflow-Signature`)."""
+
+    webhook_tolerance_seconds: int = Field(default=300, gt=0)
+    """Deliveries whose timestamp is further than this from now are refused."""
+
+    events_enabled: bool = True
+    """Listen on and publish to the Redis pub/sub channel `{namespace}:events`."""
+
+    purge_enabled: bool = True
+    """After a swap, one replica unlinks the old version's keys."""
+
+    purge_batch_size: int = Field(default=500, gt=0)
+    """Keys per SCAN/UNLINK round of the purge."""
+
+    warmup_top_k: int = Field(default=100, ge=0)
+    """Hottest inputs of the old version computed on the new one before the swap; 0 disables."""
+
+    hot_sample_rate: float = Field(default=0.05, ge=0, le=1)
+    """Share of looked-up rows recorded in the hot-input sorted set."""
+
+    hot_max_entries: int = Field(default=1000, gt=0)
+    """Bound of the hot-input sorted set per version."""
+
+    # --- cache ---------------------------------------------------------------------------
+    redis_url: str = ""
+    """`redis://` or `rediss://` URL of a single Redis; ignored when Sentinels are set."""
+
+    redis_sentinels: str = ""
+    """Comma-separated `host:port` list of Sentinels."""
+
+    redis_master_name: str = "mymaster"
+    """Name of the master the Sentinels watch."""
+
+    redis_password: SecretStr | None = None
+    """AUTH password of the Redis master and replicas."""
+
+    redis_sentinel_password: SecretStr | None = None
+    """AUTH password of the Sentinels themselves, if they require one."""
+
+    redis_tls: bool = False
+    """Use TLS to the Redis master (Sentinel mode)."""
+
+    redis_socket_timeout_ms: int = Field(default=50, gt=0)
+    """Read/write timeout of one Redis command."""
+
+    redis_connect_timeout_ms: int = Field(default=50, gt=0)
+    """Connect timeout to Redis and the Sentinels."""
+
+    redis_retries: int = Field(default=1, ge=0)
+    """Quick retries of a failed Redis command before it counts as a failure."""
+
+    breaker_failure_threshold: int = Field(default=5, gt=0)
+    """Consecutive Redis failures that open the circuit breaker."""
+
+    breaker_reset_seconds: float = Field(default=1.0, gt=0)
+    """Cool-down after which one half-open probe is let through."""
+
+    cache_ttl_seconds: int = Field(default=3600, gt=0)
+    """Expiry of every cache entry."""
+
+    memory_cache_max_entries: int = Field(default=100_000, gt=0)
+    """Bound of the in-process cache used when no Redis is configured."""
+
+    l1_enabled: bool = True
+    """Keep a small in-process near-cache in front of Redis."""
+
+    l1_max_entries: int = Field(default=10_000, gt=0)
+    """Bound of the near-cache."""
+
+    l1_ttl_seconds: float = Field(default=2.0, gt=0)
+    """Lifetime of a near-cache entry; bounds how stale another replica's refresh can look."""
+
+    # --- miss path -------------------------------------------------------------------------
+    coalesce: CoalesceMode = CoalesceMode.LOCAL
+    """`local` single-flight per process, `distributed` adds a Redis lock per key, `off`."""
+
+    coalesce_lock_ms: int = Field(default=5000, gt=0)
+    """Lifetime of a distributed compute lock."""
+
+    coalesce_wait_ms: int = Field(default=2000, ge=0)
+    """How long a replica waits on another's lock before computing itself."""
+
+    batch_max_rows: int = Field(default=32, gt=0)
+    """Rows of concurrent misses merged into one model call."""
+
+    batch_max_wait_ms: float = Field(default=1.0, ge=0)
+    """Extra wait for more rows before a batch runs."""
+
+    predict_threads: int = Field(default=1, gt=0)
+    """Threads running model calls in each worker."""
+
+    # --- HTTP ----------------------------------------------------------------------------
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    """Larger request bodies get 413."""
+
+    max_rows: int = Field(default=1000, gt=0)
+    """Requests with more rows get 413."""
+
+    bind: str = "0.0.0.0:8080"
+    """Address gunicorn listens on."""
+
+    workers: int = Field(default=2, gt=0)
+    """gunicorn worker processes."""
+
+    graceful_timeout: int = Field(default=30, gt=0)
+    """Seconds a worker gets to finish in-flight requests on shutdown."""
+
+    # --- observability -----------------------------------------------------------------------
+    log_level: str = "INFO"
+    """Root log level."""
+
+    access_log: bool = True
+    """Write one JSON access line per request."""
+
+    tracing_enabled: bool = True
+    """Set up OpenTelemetry; exporter and sampler follow the standard `OTEL_*` variables."""
+
+    @field_validator("redis_password", "redis_sentinel_password", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # An empty key in a mounted Secret means "no password", not AUTH with "".
+        return None if value in ("", None) else value
+
+    @field_validator("model_output")
+    @classmethod
+    def _known_output(cls, value: str) -> str:
+        if value not in ("predict", "predict_proba"):
+            raise ValueError("model_output must be 'predict' or 'predict_proba'")
+        return value
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> Self:
+        if self.environment is Environment.PRODUCTION:
+            if self.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
+                raise ValueError("set MEMOSERVE_WEBHOOK_SECRET: the default is for development")
+            if not (self.redis_url or self.redis_sentinels):
+                raise ValueError(
+                    "production needs MEMOSERVE_REDIS_SENTINELS or MEMOSERVE_REDIS_URL"
+                )
+        return self
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """Parsed `redis_sentinels`."""
+        addresses = []
+        for item in self.redis_sentinels.split(","):
+            item = item.strip()
+            if item:
+                host, _, port = item.rpartition(":")
+                addresses.append((host.strip("[]") or "localhost", int(port)))
+        return addresses

@@ -1,0 +1,88 @@
+"""Real processes: Redis master + replica + 3 Sentinels, and gunicorn replicas over HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.localstack.processes import Replica, SentinelCluster, redis_available, start_replica
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def require_redis() -> None:
+    if not redis_available():
+        pytest.fail("redis-server is not installed: run `make test` (it installs it) as root")
+
+
+@pytest.fixture(scope="session")
+def sentinel_cluster(
+    require_redis: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SentinelCluster]:
+    """One cluster for the session's well-behaved tests."""
+    cluster = SentinelCluster(tmp_path_factory.mktemp("redis")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def own_cluster(require_redis: None, tmp_path: Path) -> Iterator[SentinelCluster]:
+    """A cluster of this test's own, for tests that kill Redis."""
+    cluster = SentinelCluster(tmp_path / "redis").start()
+    yield cluster
+    cluster.stop()
+
+
+ReplicaFactory = Callable[..., Replica]
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[ReplicaFactory]:
+    """Start gunicorn replicas (env over a test default); all are stopped after the test."""
+    started: list[Replica] = []
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+
+    def start(**env: str) -> Replica:
+        full = {
+            "MEMOSERVE_NAMESPACE": namespace,
+            "MEMOSERVE_WORKERS": "2",
+            "MEMOSERVE_MODEL_POLL_SECONDS": "0",
+            "MEMOSERVE_LOG_LEVEL": "INFO",
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            **env,
+        }
+        replica = start_replica(f"replica-{len(started)}", tmp_path, full)
+        started.append(replica)
+        return replica
+
+    start.namespace = namespace  # type: ignore[attr-defined]
+    yield start
+    for replica in started:
+        replica.stop()
+
+
+def metric(client: httpx.Client, name: str, **labels: str) -> float:
+    """Sum of a metric's samples whose labels include ``labels``, from /metrics."""
+    total = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

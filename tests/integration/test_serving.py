@@ -1,0 +1,216 @@
+"""Serving core over real HTTP: gunicorn replicas sharing a real Redis Sentinel cache."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import pytest
+import redis
+
+from service.localstack.processes import LOOPBACK, SentinelCluster
+from tests.conftest import IRIS_COLUMNS, IRIS_ROWS
+from tests.integration.conftest import ReplicaFactory, metric
+from tests.support.models import CountingModel, calls
+
+pytestmark = pytest.mark.integration
+
+
+def split(rows: list[list[float]]) -> dict[str, Any]:
+    return {"dataframe_split": {"columns": IRIS_COLUMNS, "data": rows}}
+
+
+def master_keys(cluster: SentinelCluster, pattern: str) -> list[bytes]:
+    with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as r:
+        return list(r.scan_iter(match=pattern))
+
+
+def master_ttl(cluster: SentinelCluster, key: bytes) -> int:
+    with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as r:
+        return int(r.ttl(key))
+
+
+def test_a_row_computed_by_one_replica_is_a_hit_on_another(
+    sentinel_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
+) -> None:
+    env = {"MEMOSERVE_MODEL_URI": str(iris_path),
+           "MEMOSERVE_REDIS_SENTINELS": sentinel_cluster.sentinel_addresses}  # fmt: skip
+    a, b = replicas(**env), replicas(**env)
+    with httpx.Client(base_url=a.url) as ca, httpx.Client(base_url=b.url) as cb:
+        first = ca.post("/invocations", json=split(IRIS_ROWS[:1]))
+        assert first.status_code == 200
+        assert first.headers["x-cache"] == "MISS"
+        version = first.headers["x-model-version"]
+        deadline = time.monotonic() + 5
+        while True:  # the write is fire-and-forget: it lands right after the answer
+            second = cb.post("/invocations", json=split(IRIS_ROWS[:1]))
+            if second.headers["x-cache"] == "HIT" or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert second.headers["x-cache"] == "HIT"
+        assert second.headers["x-model-version"] == version
+        assert second.content == first.content
+        partial = cb.post("/invocations", json=split(IRIS_ROWS[:2]))
+        assert partial.headers["x-cache"] == "PARTIAL"
+        assert partial.json() == {"predictions": [0, 2]}
+
+        ns = replicas.namespace  # type: ignore[attr-defined]
+        assert len(master_keys(sentinel_cluster, f"{ns}:iris:{version}:predict:*")) == 2
+        # Everything memoserve wrote expires: the two entries and the published active version.
+        keys = master_keys(sentinel_cluster, f"{ns}:*")
+        assert len(keys) == 3 and f"{ns}:iris:active".encode() in keys
+        assert all(0 < master_ttl(sentinel_cluster, k) <= 3600 for k in keys)
+
+
+def test_bad_input_gets_4xx_json_and_writes_nothing(
+    sentinel_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
+) -> None:
+    replica = replicas(MEMOSERVE_MODEL_URI=str(iris_path), MEMOSERVE_MAX_ROWS="5",
+                       MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses)  # fmt: skip
+    ns = replicas.namespace  # type: ignore[attr-defined]
+    bad: list[tuple[bytes, int]] = [
+        (b"", 422),
+        (b"{not json", 422),
+        (b'{"instances": [[1, 2, 3]]}', 422),
+        (b'{"instances": [[1, 2, 3, "4"]]}', 422),
+        (b'{"dataframe_split": {"columns": ["x", "y", "z", "w"], "data": [[1, 2, 3, 4]]}}', 422),
+        (b'{"instances": [[1, 2, 3, 4]], "params": {"a": 1}}', 422),
+        (b'{"instances": [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4],'
+         b' [1, 2, 3, 4]]}', 413),
+    ]  # fmt: skip
+    with httpx.Client(base_url=replica.url) as c:
+        for content, status in bad:
+            r = c.post("/invocations", content=content,
+                       headers={"Content-Type": "application/json"})  # fmt: skip
+            assert r.status_code == status, (content, r.text)
+            assert set(r.json()["error"]) == {"code", "message", "details"}
+        r = c.post("/v1/models/other:predict", json={"instances": [[1, 2, 3, 4]]})
+        assert r.status_code == 404
+    time.sleep(0.2)
+    # Only the version the replica published at start-up; no entry for any refused request.
+    assert master_keys(sentinel_cluster, f"{ns}:*") == [f"{ns}:iris:active".encode()]
+
+
+async def test_concurrent_identical_misses_call_the_model_once(
+    replicas: ReplicaFactory, tmp_path: Path, sentinel_cluster: SentinelCluster
+) -> None:
+    calls_file = tmp_path / "calls.txt"
+    joblib.dump(CountingModel(str(calls_file), delay=0.5), tmp_path / "counting.joblib")
+    replica = replicas(MEMOSERVE_MODEL_URI=str(tmp_path / "counting.joblib"),
+                       MEMOSERVE_WORKERS="1",
+                       MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses)  # fmt: skip
+    limits = httpx.Limits(max_connections=60)
+    async with httpx.AsyncClient(base_url=replica.url, limits=limits, timeout=30) as c:
+        answers = await asyncio.gather(
+            *(c.post("/invocations", json={"instances": [[1, 2, 3, 4]]}) for _ in range(50))
+        )
+    assert {a.status_code for a in answers} == {200}
+    assert {a.content for a in answers} == {b'{"predictions":[10.0]}'}
+    assert calls(calls_file) == [1]
+
+
+async def test_distributed_coalescing_spans_replicas(
+    replicas: ReplicaFactory, tmp_path: Path, sentinel_cluster: SentinelCluster
+) -> None:
+    calls_file = tmp_path / "calls.txt"
+    joblib.dump(CountingModel(str(calls_file), delay=0.5), tmp_path / "counting.joblib")
+    env = {"MEMOSERVE_MODEL_URI": str(tmp_path / "counting.joblib"), "MEMOSERVE_WORKERS": "1",
+           "MEMOSERVE_COALESCE": "distributed",
+           "MEMOSERVE_REDIS_SENTINELS": sentinel_cluster.sentinel_addresses}  # fmt: skip
+    a, b = replicas(**env), replicas(**env)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=30) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=30) as cb,
+    ):
+        body = {"instances": [[4, 3, 2, 1]]}
+        answers = await asyncio.gather(*(c.post("/invocations", json=body)
+                                         for _ in range(10) for c in (ca, cb)))  # fmt: skip
+    waits = 0.0
+    for replica in (a, b):
+        with httpx.Client(base_url=replica.url) as c:
+            waits += metric(c, "memoserve_coalesced_waits_total")
+    assert {r.status_code for r in answers} == {200}
+    assert {r.content for r in answers} == {b'{"predictions":[10.0]}'}
+    assert calls(calls_file) == [1], "both replicas computed the same row"
+    assert waits >= 19
+
+
+def test_sentinel_failover_under_steady_traffic(
+    own_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
+) -> None:
+    replica = replicas(MEMOSERVE_MODEL_URI=str(iris_path), MEMOSERVE_L1_ENABLED="false",
+                       MEMOSERVE_BREAKER_RESET_SECONDS="0.5",
+                       MEMOSERVE_REDIS_SENTINELS=own_cluster.sentinel_addresses)  # fmt: skip
+    rows = [[5.0 + i / 10, 3.0, 1.5, 0.2] for i in range(20)]
+    old_master = own_cluster.current_master_port()
+    with httpx.Client(base_url=replica.url, timeout=10) as c:
+        for row in rows:
+            assert c.post("/invocations", json=split([row])).status_code == 200
+        assert own_cluster.replica is not None
+        with redis.Redis(LOOPBACK, own_cluster.replica.port) as replica_db:
+            deadline = time.monotonic() + 10
+            while replica_db.dbsize() < len(rows) and time.monotonic() < deadline:
+                time.sleep(0.05)  # let the writes replicate before the crash
+            assert replica_db.dbsize() >= len(rows)
+
+        statuses: list[int] = []
+        outcomes: list[str] = []
+        killed_at = resumed_at = 0.0
+        start = time.monotonic()
+        i = 0
+        while time.monotonic() - start < 40:
+            r = c.post("/invocations", json=split([rows[i % len(rows)]]))
+            i += 1
+            statuses.append(r.status_code)
+            outcomes.append(r.headers.get("x-cache", "?"))
+            if not killed_at and i == 50:
+                assert own_cluster.master is not None
+                own_cluster.master.kill()
+                killed_at = time.monotonic()
+            if killed_at and "BYPASS" in outcomes and outcomes[-20:] == ["HIT"] * 20:
+                resumed_at = time.monotonic()
+                break
+            time.sleep(0.005)
+    assert set(statuses) == {200}, f"non-200 answers during failover: {set(statuses)}"
+    assert own_cluster.current_master_port() != old_master
+    assert resumed_at, f"hits did not resume; last outcomes {outcomes[-20:]}"
+    print(f"\nfailover: {len(statuses)} requests, all 200; "
+          f"{outcomes.count('BYPASS')} BYPASS; hits resumed {resumed_at - killed_at:.2f}s "
+          "after SIGKILL of the master")  # fmt: skip
+
+
+def test_redis_gone_every_answer_is_bypass_and_the_breaker_stops_attempts(
+    own_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
+) -> None:
+    replica = replicas(MEMOSERVE_MODEL_URI=str(iris_path), MEMOSERVE_WORKERS="1",
+                       MEMOSERVE_L1_ENABLED="false", MEMOSERVE_BREAKER_FAILURE_THRESHOLD="3",
+                       MEMOSERVE_BREAKER_RESET_SECONDS="600",
+                       MEMOSERVE_REDIS_SENTINELS=own_cluster.sentinel_addresses)  # fmt: skip
+    with httpx.Client(base_url=replica.url, timeout=10) as c:
+        assert c.post("/invocations", json=split(IRIS_ROWS[:1])).headers["x-cache"] == "MISS"
+        own_cluster.stop()
+
+        def attempts() -> float:
+            return metric(c, "memoserve_redis_commands_total", outcome="ok") + metric(
+                c, "memoserve_redis_commands_total", outcome="error"
+            )
+
+        def send(n: int) -> list[str]:
+            out = []
+            for k in range(n):
+                r = c.post("/invocations", json=split([[4.0 + k / 100, 3.0, 1.0, 0.1]]))
+                assert r.status_code == 200
+                out.append(r.headers["x-cache"])
+            return out
+
+        assert set(send(10)) == {"BYPASS"}
+        assert metric(c, "memoserve_breaker_state") == 2  # open
+        opened = attempts()
+        rejected = metric(c, "memoserve_redis_commands_total", outcome="rejected")
+        assert set(send(30)) == {"BYPASS"}
+        assert attempts() == opened, "requests still reach Redis with the breaker open"
+        assert metric(c, "memoserve_redis_commands_total", outcome="rejected") >= rejected + 30

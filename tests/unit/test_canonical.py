@@ -1,0 +1,64 @@
+"""Canonicalization refuses bad rows with errors that name the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.canonical import CanonicalRows, RawRows, canonicalize
+from service.errors import InvalidInput
+from service.models.schema import InputSchema
+
+SCHEMA = InputSchema.named(["a", "b"])
+
+
+def test_numeric_rows_become_a_float_matrix() -> None:
+    rows = canonicalize(RawRows([[1, 2], [3.5, 4]]), SCHEMA)
+    assert isinstance(rows.values, np.ndarray)
+    assert rows.values.dtype == np.float64
+    assert rows.values.tolist() == [[1.0, 2.0], [3.5, 4.0]]
+
+
+@pytest.mark.parametrize(
+    ("data", "columns", "message"),
+    [
+        ([[1, 2, 3]], None, "row 0 has 3 values, the model expects 2"),
+        ([[1, "x"]], None, "column 'b': expected a number"),
+        ([[1, None]], None, "expected a number"),
+        ([{"a": 1}], None, "wrong columns"),
+        ([{"a": 1, "b": 2, "z": 3}], None, "wrong columns"),
+        ([[1, 2]], ["a", "z"], "unknown or missing columns"),
+        ([], None, "no rows"),
+        ([[1, 2], {"a": 1, "b": 2}], None, "row 1 is a record"),
+    ],
+)
+def test_bad_rows_name_the_problem(data: list[object], columns: list[str] | None,
+                                   message: str) -> None:  # fmt: skip
+    with pytest.raises(InvalidInput, match=message):
+        canonicalize(RawRows(data, columns), SCHEMA)
+
+
+def test_missing_columns_are_listed_in_details() -> None:
+    with pytest.raises(InvalidInput) as err:
+        canonicalize(RawRows([{"a": 1, "q": 2}]), SCHEMA)
+    assert err.value.details["missing"] == ["b"]
+    assert err.value.details["unexpected"] == ["q"]
+
+
+def test_positional_schema_refuses_records() -> None:
+    with pytest.raises(InvalidInput, match="positional"):
+        canonicalize(RawRows([{"a": 1}]), InputSchema.positional(2))
+
+
+def test_schemaless_accepts_any_consistent_width() -> None:
+    rows = canonicalize(RawRows([[1, 2, 3]]), InputSchema())
+    assert len(rows) == 1
+
+
+def test_take_and_concat_keep_rows_and_bytes_together() -> None:
+    rows = canonicalize(RawRows([[1, 2], [3, 4], [5, 6]]), SCHEMA)
+    picked = rows.take([2, 0])
+    assert picked.row_bytes == [rows.row_bytes[2], rows.row_bytes[0]]
+    both = CanonicalRows.concat([picked, rows.take([1])])
+    assert isinstance(both.values, np.ndarray)
+    assert both.values.tolist() == [[5.0, 6.0], [1.0, 2.0], [3.0, 4.0]]

@@ -1,0 +1,31 @@
+"""Settings refuse unsafe production values and parse Sentinel lists."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+
+def test_production_refuses_the_dev_webhook_secret() -> None:
+    with pytest.raises(ValidationError, match="MEMOSERVE_WEBHOOK_SECRET"):
+        Settings(environment="production", redis_url="redis://r:6379")
+
+
+def test_production_needs_a_shared_cache() -> None:
+    with pytest.raises(ValidationError, match="REDIS"):
+        Settings(environment="production", webhook_secret="s3cret")
+
+
+def test_sentinel_addresses_and_empty_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMOSERVE_REDIS_SENTINELS", "a:26379, [::1]:26380")
+    monkeypatch.setenv("MEMOSERVE_REDIS_PASSWORD", "")
+    s = Settings()
+    assert s.sentinel_addresses == [("a", 26379), ("::1", 26380)]
+    assert s.redis_password is None
+
+
+def test_unknown_output_is_refused() -> None:
+    with pytest.raises(ValidationError, match="model_output"):
+        Settings(model_output="transform")
