@@ -1,0 +1,61 @@
+"""Unlink an old version's keys: one replica, chosen by a ``SET NX EX`` lock, in small batches."""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+from redis.asyncio import Redis
+
+from service import metrics
+from service.cache.keys import version_pattern
+from service.cache.redis import RedisCache
+from service.errors import CacheUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def active_key(namespace: str, model: str) -> str:
+    """Where the version that replicas serve is published."""
+    return f"{namespace}:{model}:active"
+
+
+async def purge_version(
+    redis: RedisCache, namespace: str, model: str, version: str, *, batch: int, attempt: str
+) -> int | None:
+    """Unlink every key of ``model``/``version`` unless another replica holds this attempt's lock
+    or the version is active again (a rollback). Returns keys unlinked, None if skipped."""
+    lock = f"{namespace}:{model}:purge:{version}:{attempt}"
+    try:
+        if not await redis.run(lambda r: r.set(lock, b"1", nx=True, ex=600)):
+            return None
+        active = await redis.run(lambda r: r.get(active_key(namespace, model)))
+        if active is not None and cast(bytes, active).decode() == version:
+            log.info("not purging %s version %s: it is active again", model, version)
+            return None
+        pattern = version_pattern(namespace, model, version)
+        total = 0
+        cursor = 0
+        while True:
+            cursor, keys = await _scan(redis, cursor, pattern, batch)
+            if keys:
+                total += int(await redis.run(lambda r, keys=keys: r.unlink(*keys)))  # type: ignore[misc]
+                metrics.PURGED_KEYS.inc(len(keys))
+            if cursor == 0:
+                break
+    except CacheUnavailable as exc:
+        log.warning("purge of %s version %s stopped: %s (the TTL bounds the rest)", model,
+                    version, exc)  # fmt: skip
+        return None
+    log.info("purged %d keys of %s version %s", total, model, version)
+    return total
+
+
+async def _scan(
+    redis: RedisCache, cursor: int, pattern: str, count: int
+) -> tuple[int, list[bytes]]:
+    async def scan(r: Redis) -> tuple[int, list[bytes]]:
+        next_cursor, keys = await r.scan(cursor=cursor, match=pattern, count=count)
+        return int(next_cursor), cast(list[bytes], keys)
+
+    return await redis.run(scan)

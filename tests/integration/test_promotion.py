@@ -1,0 +1,199 @@
+"""Promotion against a real `mlflow server`: push and poll paths, purge, warm-up, MLflow down."""
+
+from __future__ import annotations
+
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import redis
+
+from memoserve_models import registry
+from service.localstack.processes import LOOPBACK, Proc, Replica, SentinelCluster, start_mlflow
+from service.promotion.signature import sign
+from tests.conftest import IRIS_COLUMNS
+from tests.integration.conftest import ReplicaFactory
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+SECRET = "integration-test-secret"
+PROBE = [[5.1, 3.5, 1.4, 0.2]]  # v1 says 0; v2 (classes rotated) says 1
+HOT = [[6.7, 3.0, 5.2, 2.3]]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real MLflow server (sqlite, one worker) for the session."""
+    proc = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield f"http://{LOOPBACK}:{proc.port}"
+    proc.stop()
+
+
+def mlflow_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Set-up through MLflow's client, whose own deprecation and type-hint warnings are not
+    what these tests check (pytest turns warnings into errors)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def register_v1_v2(tracking: str) -> str:
+    """A fresh model name with v1@champion and an unaliased v2 whose answers differ."""
+    name = f"iris-{uuid.uuid4().hex[:6]}"
+    mlflow_call(registry.register, "iris", name, tracking_uri=tracking, alias="champion",
+                n_estimators=10)  # fmt: skip
+    mlflow_call(registry.register, "iris", name, tracking_uri=tracking, label_shift=1,
+                n_estimators=10)  # fmt: skip
+    return name
+
+
+def body(rows: list[list[float]]) -> dict[str, Any]:
+    return {"dataframe_split": {"columns": IRIS_COLUMNS, "data": rows}}
+
+
+def ask(replica: Replica, rows: list[list[float]] = PROBE) -> httpx.Response:
+    r = httpx.post(f"{replica.url}/invocations", json=body(rows), timeout=10)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def wait_for_version(replicas: list[Replica], version: str, timeout: float = 30) -> float:
+    """Seconds until every replica answers ``version``; after a replica's first answer of it,
+    it must never answer another version."""
+    start = time.monotonic()
+    switched: set[int] = set()
+    while len(switched) < len(replicas):
+        assert time.monotonic() - start < timeout, f"not all replicas on {version}"
+        for i, replica in enumerate(replicas):
+            seen = ask(replica).headers["x-model-version"]
+            if i in switched:
+                assert seen == version, f"replica {i} went back from {version} to {seen}"
+            elif seen == version:
+                switched.add(i)
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def env_for(name: str, tracking: str, cluster: SentinelCluster, cache: Path) -> dict[str, str]:
+    return {
+        "MEMOSERVE_MODEL_URI": f"models:/{name}@champion",
+        "MEMOSERVE_MLFLOW_TRACKING_URI": tracking,
+        "MEMOSERVE_REDIS_SENTINELS": cluster.sentinel_addresses,
+        "MEMOSERVE_WEBHOOK_SECRET": SECRET,
+        "MEMOSERVE_MODEL_CACHE_DIR": str(cache),
+        "MEMOSERVE_WORKERS": "1",  # a replica here is one worker: "never v1 again" is per process
+    }
+
+
+def keys_of(cluster: SentinelCluster, pattern: str) -> list[bytes]:
+    with redis.Redis(LOOPBACK, cluster.current_master_port()) as r:
+        return list(r.scan_iter(match=pattern))
+
+
+def test_push_path_switches_every_replica_purges_and_warms(
+    mlflow_server: str, sentinel_cluster: SentinelCluster, replicas: ReplicaFactory,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    name = register_v1_v2(mlflow_server)
+    ns = replicas.namespace  # type: ignore[attr-defined]
+    env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
+    env.update(MEMOSERVE_HOT_SAMPLE_RATE="1", MEMOSERVE_MODEL_POLL_SECONDS="0")
+    a, b = replicas(**env), replicas(**env)
+
+    assert ask(a).headers["x-model-version"] == "1"
+    assert ask(a).json() == {"predictions": [0]}
+    for _ in range(3):
+        ask(b, HOT)
+    assert ask(b).headers["x-cache"] == "HIT"
+
+    # A forged or stale delivery is refused and changes nothing.
+    payload = b'{"entity": "model_version_alias", "action": "created", "data": {}}'
+    stale = str(int(time.time()) - 3600)
+    forged = [("wrong-secret", str(int(time.time()))), (SECRET, stale)]
+    for secret, ts in forged:
+        r = httpx.post(f"{a.url}/v1/webhooks/mlflow", content=payload, headers={
+            "X-MLflow-Delivery-Id": "d1", "X-MLflow-Timestamp": ts,
+            "X-MLflow-Signature": sign(secret, "d1", ts, payload)})  # fmt: skip
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "unauthorized"
+    assert ask(a).headers["x-model-version"] == "1"
+
+    mlflow_call(registry.register_webhook, f"{a.url}/v1/webhooks/mlflow", SECRET,
+                tracking_uri=mlflow_server, name=f"hook-{name}")  # fmt: skip
+    time.sleep(1.5)  # MLflow caches its webhook list (MLFLOW_WEBHOOK_CACHE_TTL=1 here)
+    mlflow_call(registry.promote, name, "2", alias="champion", tracking_uri=mlflow_server)
+    took = wait_for_version([a, b], "2")
+    print(f"\npush path (webhook → pub/sub): all replicas on v2 {took:.2f}s after the alias moved")
+    assert ask(a).json() == {"predictions": [1]}
+
+    # Warm-up: the hot row was computed on v2 before the swap.
+    hot = ask(b, HOT)
+    assert hot.headers["x-model-version"] == "2"
+    assert hot.headers["x-cache"] == "HIT"
+
+    deadline = time.monotonic() + 10
+    while keys_of(sentinel_cluster, f"{ns}:{name}:1:*") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert keys_of(sentinel_cluster, f"{ns}:{name}:1:*") == []
+
+    # Rolling back is another promotion.
+    mlflow_call(registry.promote, name, "1", alias="champion", tracking_uri=mlflow_server)
+    took = wait_for_version([a, b], "1")
+    assert ask(b).json() == {"predictions": [0]}
+
+
+def test_poll_path_alone_converges(
+    mlflow_server: str, sentinel_cluster: SentinelCluster, replicas: ReplicaFactory,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    name = register_v1_v2(mlflow_server)
+    env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
+    env.update(MEMOSERVE_EVENTS_ENABLED="false", MEMOSERVE_MODEL_POLL_SECONDS="1")
+    a, b = replicas(**env), replicas(**env)
+    assert ask(a).headers["x-model-version"] == "1"
+    mlflow_call(registry.promote, name, "2", alias="champion", tracking_uri=mlflow_server)
+    took = wait_for_version([a, b], "2")
+    print(f"\npoll path (1 s interval): all replicas on v2 {took:.2f}s after the alias moved")
+
+
+def test_mlflow_down_running_replicas_serve_and_restarts_use_the_local_copy(
+    sentinel_cluster: SentinelCluster, replicas: ReplicaFactory, tmp_path: Path
+) -> None:
+    own: Proc = start_mlflow(tmp_path / "mlflow")
+    tracking = f"http://{LOOPBACK}:{own.port}"
+    try:
+        name = register_v1_v2(tracking)
+        env = env_for(name, tracking, sentinel_cluster, tmp_path / "cache")
+        env["MEMOSERVE_MODEL_POLL_SECONDS"] = "1"
+        running = replicas(**env)
+        assert ask(running).headers["x-model-version"] == "1"
+    finally:
+        own.stop()
+    time.sleep(1.5)  # at least one poll fails
+    for rows in (PROBE, [[7.0, 3.2, 4.7, 1.4]]):
+        assert ask(running, rows).headers["x-model-version"] == "1"
+    restarted = replicas(**env)  # same cache dir, as an emptyDir survives a container restart
+    r = ask(restarted, [[6.3, 3.3, 6.0, 2.5]])
+    assert r.headers["x-model-version"] == "1"
+    assert r.json() == {"predictions": [2]}
+
+
+def test_the_simulated_heavy_model_is_served_as_pyfunc_and_cached(
+    mlflow_server: str, sentinel_cluster: SentinelCluster, replicas: ReplicaFactory,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    name = f"slow-{uuid.uuid4().hex[:6]}"
+    mlflow_call(registry.register, "slow", name, tracking_uri=mlflow_server, alias="champion",
+                delay_seconds=0.3, n_estimators=10)  # fmt: skip
+    replica = replicas(**env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache"))
+    meta = httpx.get(f"{replica.url}/v1/models/{name}").json()
+    assert meta["outputs"] == ["predict"]  # a pyfunc offers predict only
+    first, second = ask(replica), ask(replica)
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+    assert first.json() == second.json() == {"predictions": [0]}
