@@ -1,0 +1,180 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "memoserve.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Create a default fully qualified app name.
+We truncate at 63 chars because some Kubernetes name fields are limited to this (by the DNS
+naming spec). If release name contains chart name it will be used as a full name.
+*/}}
+{{- define "memoserve.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Create chart name and version as used by the chart label.
+*/}}
+{{- define "memoserve.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels
+*/}}
+{{- define "memoserve.labels" -}}
+helm.sh/chart: {{ include "memoserve.chart" . }}
+{{ include "memoserve.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: memoserve
+{{- end }}
+
+{{/*
+Selector labels
+*/}}
+{{- define "memoserve.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "memoserve.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The release runs three workloads (memoserve, Redis, MLflow) that share the scaffold's selector
+labels; `app.kubernetes.io/component` tells them apart, so every selector carries it.
+*/}}
+{{- define "memoserve.server.selectorLabels" -}}
+{{ include "memoserve.selectorLabels" . }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{- define "memoserve.redis.selectorLabels" -}}
+{{ include "memoserve.selectorLabels" . }}
+app.kubernetes.io/component: redis
+{{- end }}
+
+{{- define "memoserve.mlflow.selectorLabels" -}}
+{{ include "memoserve.selectorLabels" . }}
+app.kubernetes.io/component: mlflow
+{{- end }}
+
+{{/*
+Create the name of the service account to use
+*/}}
+{{- define "memoserve.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "memoserve.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "memoserve.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The Secret holding the webhook HMAC key and the Redis credentials. */}}
+{{- define "memoserve.secretName" -}}
+{{- .Values.existingSecret | default (include "memoserve.fullname" .) }}
+{{- end }}
+
+{{- define "memoserve.redis.fullname" -}}
+{{- printf "%s-redis" (include "memoserve.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "memoserve.redis.headless" -}}
+{{- printf "%s-redis-headless" (include "memoserve.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "memoserve.mlflow.fullname" -}}
+{{- printf "%s-mlflow" (include "memoserve.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "memoserve.mlflow.secretName" -}}
+{{- .Values.mlflow.existingSecret | default (include "memoserve.mlflow.fullname" .) }}
+{{- end }}
+
+{{/* The MLflow tracking URI memoserve and the demo job use; empty without a registry. */}}
+{{- define "memoserve.trackingUri" -}}
+{{- if .Values.mlflow.enabled }}
+{{- printf "http://%s:%d" (include "memoserve.mlflow.fullname" .) (int .Values.mlflow.service.port) }}
+{{- else }}
+{{- .Values.mlflow.external.trackingUri }}
+{{- end }}
+{{- end }}
+
+{{/* `host:port` of every Sentinel, in-chart or external, comma-separated. */}}
+{{- define "memoserve.redis.sentinels" -}}
+{{- if .Values.redis.enabled }}
+{{- $fullname := include "memoserve.redis.fullname" . }}
+{{- $headless := include "memoserve.redis.headless" . }}
+{{- $port := int .Values.redis.sentinel.port }}
+{{- $hosts := list }}
+{{- range $i := until (int .Values.redis.replicas) }}
+{{- $hosts = append $hosts (printf "%s-%d.%s:%d" $fullname $i $headless $port) }}
+{{- end }}
+{{- join "," $hosts }}
+{{- else }}
+{{- join "," .Values.redis.external.sentinels }}
+{{- end }}
+{{- end }}
+
+{{- define "memoserve.redis.masterName" -}}
+{{- if .Values.redis.enabled }}
+{{- .Values.redis.sentinel.masterName }}
+{{- else }}
+{{- .Values.redis.external.masterName }}
+{{- end }}
+{{- end }}
+
+{{/*
+A settings value as an environment string. Helm reads YAML numbers as float64 and prints large
+ones in exponent form (1048576 -> 1.048576e+06), which pydantic refuses for an int field.
+*/}}
+{{- define "memoserve.envValue" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) }}
+{{- int64 . | toString }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/* Topology spread constraints with the workload's own selector filled in. */}}
+{{- define "memoserve.topologySpread" -}}
+{{- $selector := .selector }}
+{{- range .constraints }}
+{{- $constraint := deepCopy . }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $_ := set $constraint "labelSelector" (dict "matchLabels" ($selector | fromYaml)) }}
+{{- end }}
+- {{ toYaml $constraint | nindent 2 | trim }}
+{{- end }}
+{{- end }}
+
+{{/* The Redis password for redis-server, sentinel and redis-cli (REDISCLI_AUTH). */}}
+{{- define "memoserve.redis.authEnv" -}}
+{{- if .enabled }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: redis-password
+- name: REDISCLI_AUTH
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: redis-password
+{{- end }}
+{{- end }}
