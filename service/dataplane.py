@@ -334,9 +334,18 @@ class DataPlane:
                 values[i] = value
 
     def _store(self, items: list[tuple[str, bytes]]) -> None:
-        """L1 now; the shared cache in the background, so the answer never waits on it."""
+        """L1 now; Redis in the background, so the answer never waits on it. An in-process
+        shared cache is written now too: a dict write is cheaper than a task, and the next
+        request, whichever it is, must find it."""
         if self.l1 is not None:
             self.l1.set_many_now(items, self._ttl)
+        if isinstance(self.shared, MemoryCache):
+            with child_span("cache.store") as span:
+                if span.is_recording():
+                    span.set_attribute("cache.layer", self.shared.layer)
+                    span.set_attribute("cache.keys", len(items))
+                self.shared.set_many_now(items, self._ttl)
+            return
         task = asyncio.create_task(self._write_shared(items))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
