@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # load here keeps a worker of an already-ready pod from answering 503; if the registry
         # is down past the wait, the worker serves anyway and stays unready (/readyz) until loaded.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(manager.loaded.wait(), settings.model_startup_wait_seconds)
+            await asyncio.wait_for(manager.loaded.wait(), settings.model_load_wait_seconds)
         try:
             yield
         finally:

@@ -6,6 +6,7 @@ does not matter, and NaN or infinity is refused unless the schema says otherwise
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -132,8 +133,19 @@ def _column_details(
     return details
 
 
-def _numeric(rows: list[Sequence[Any]], schema: InputSchema) -> CanonicalRows:
+@functools.cache
+def _typed_columns(schema: InputSchema) -> tuple[list[int], list[int]]:
+    """Positions of the integer columns and of the float32 (``float``) columns."""
     ints = [j for j, c in enumerate(schema.columns) if c.dtype in INTEGER_TYPES]
+    floats = [j for j, c in enumerate(schema.columns) if c.dtype == "float"]
+    return ints, floats
+
+
+_EXACT_INT = 2.0**53  # integers beyond this do not survive the float64 matrix
+
+
+def _numeric(rows: list[Sequence[Any]], schema: InputSchema) -> CanonicalRows:
+    ints, floats = _typed_columns(schema)
     for i, row in enumerate(rows):
         for j, v in enumerate(row):
             t = type(v)
@@ -154,6 +166,14 @@ def _numeric(rows: list[Sequence[Any]], schema: InputSchema) -> CanonicalRows:
                 f"row {i}, column {_col(schema, j)}: expected an integer, got {col[i]}",
                 {"row": i, "column": _name(schema, j), "expected": schema.columns[j].dtype},
             )
+        if np.abs(col).max() > _EXACT_INT:
+            i = int(np.argmax(np.abs(col)))
+            raise InvalidInput(
+                f"row {i}, column {_col(schema, j)}: integers beyond 2**53 are not accepted",
+                {"row": i, "column": _name(schema, j), "expected": schema.columns[j].dtype},
+            )
+    for j in floats:  # the model sees float32: values equal in float32 are one input
+        matrix[:, j] = matrix[:, j].astype(np.float32)
     matrix += 0.0  # -0.0 + 0.0 == +0.0: one key for both zeros
     return CanonicalRows(matrix, [r.tobytes() for r in matrix], schema.names)
 

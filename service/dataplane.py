@@ -4,10 +4,11 @@ the misses once (single-flight, micro-batched), answer, and store in the backgro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import StatusCode
 from redis.asyncio import Redis
@@ -119,6 +120,10 @@ class DataPlane:
     ) -> Prediction:
         """Predictions for ``raw`` with the serving version, from cache where possible."""
         model = self.model_for(model_name)
+        if self.manager.fence is not None:
+            # Another worker already answers with a newer version: do not answer with this one.
+            await self.manager.catch_up(self.settings.model_load_wait_seconds)
+            model = self.model_for(model_name)
         output = output or self.settings.model_output
         if output not in model.outputs:
             raise InvalidInput(
@@ -153,6 +158,8 @@ class DataPlane:
                 values[i] = value
             if not cache_control.no_store:
                 self._store(list(zip(miss_keys, computed, strict=True)))
+            elif self._distributed:
+                self._background_task(self._release_locks(miss_keys))  # nothing will be written
 
         body = b'{"predictions":[' + b",".join(values) + b"]}"  # type: ignore[arg-type]
         if bypass:
@@ -285,30 +292,42 @@ class DataPlane:
             return await self._predict(model, output, rows)
         theirs = [i for i, ok in enumerate(acquired) if not ok]
         if not theirs:
-            return await self._predict(model, output, rows)
+            try:
+                return await self._predict(model, output, rows)
+            except BaseException:
+                self._background_task(self._release_locks(keys))
+                raise
         self._distributed_waits.inc(len(theirs))
         results: list[bytes | None] = [None] * len(keys)
         mine = [i for i, ok in enumerate(acquired) if ok]
         mine_task = (
             asyncio.ensure_future(self._predict(model, output, rows.take(mine))) if mine else None
         )
-        with child_span("coalesce.wait") as span:
-            waited = await self._wait_for(redis, [keys[i] for i in theirs])
-            if span.is_recording():
-                span.set_attribute("coalesce.scope", "distributed")
-                span.set_attribute("coalesce.keys", len(theirs))
-                span.set_attribute("coalesce.timeouts", waited.count(None))
-        for i, value in zip(theirs, waited, strict=True):
-            results[i] = value
-        late = [i for i in theirs if results[i] is None]
-        if late:  # the other replica was too slow or died: compute ourselves
-            for i, value in zip(
-                late, await self._predict(model, output, rows.take(late)), strict=True
-            ):
+        try:
+            with child_span("coalesce.wait") as span:
+                waited = await self._wait_for(redis, [keys[i] for i in theirs])
+                if span.is_recording():
+                    span.set_attribute("coalesce.scope", "distributed")
+                    span.set_attribute("coalesce.keys", len(theirs))
+                    span.set_attribute("coalesce.timeouts", waited.count(None))
+            for i, value in zip(theirs, waited, strict=True):
                 results[i] = value
-        if mine_task is not None:
-            for i, value in zip(mine, await mine_task, strict=True):
-                results[i] = value
+            late = [i for i in theirs if results[i] is None]
+            if late:  # the other replica was too slow or died: compute ourselves
+                for i, value in zip(
+                    late, await self._predict(model, output, rows.take(late)), strict=True
+                ):
+                    results[i] = value
+            if mine_task is not None:
+                for i, value in zip(mine, await mine_task, strict=True):
+                    results[i] = value
+        except BaseException:
+            # No value will be written for our locks: free them, or the other replicas would
+            # wait out coalesce_wait_ms for nothing.
+            if mine_task is not None:
+                mine_task.cancel()
+            self._background_task(self._release_locks([keys[i] for i in mine]))
+            raise
         return [r for r in results if r is not None]
 
     async def _wait_for(self, redis: RedisCache, keys: Sequence[str]) -> list[bytes | None]:
@@ -333,6 +352,22 @@ class DataPlane:
             for i, value in zip(pending, found, strict=True):
                 values[i] = value
 
+    @property
+    def _distributed(self) -> bool:
+        return self.settings.coalesce is CoalesceMode.DISTRIBUTED and self.redis is not None
+
+    def _background_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release_locks(self, keys: Sequence[str]) -> None:
+        redis = self.redis
+        if redis is None or not keys:
+            return
+        with contextlib.suppress(CacheUnavailable):
+            await redis.run(lambda r: r.unlink(*(k + ":lock" for k in keys)))
+
     def _store(self, items: list[tuple[str, bytes]]) -> None:
         """L1 now; Redis in the background, so the answer never waits on it. An in-process
         shared cache is written now too: a dict write is cheaper than a task, and the next
@@ -346,9 +381,7 @@ class DataPlane:
                     span.set_attribute("cache.keys", len(items))
                 self.shared.set_many_now(items, self._ttl)
             return
-        task = asyncio.create_task(self._write_shared(items))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background_task(self._write_shared(items))
 
     async def _write_shared(self, items: list[tuple[str, bytes]]) -> None:
         with background_span("cache.store") as span:
@@ -357,8 +390,8 @@ class DataPlane:
                 span.set_attribute("cache.keys", len(items))
             try:
                 await self.shared.set_many(items, self._ttl)
-                if self.settings.coalesce is CoalesceMode.DISTRIBUTED and self.redis is not None:
-                    await self.redis.run(lambda r: r.unlink(*(k + ":lock" for k, _ in items)))
+                if self._distributed:
+                    await self._release_locks([k for k, _ in items])
             except CacheUnavailable as exc:
                 metrics.CACHE_WRITE_ERRORS.inc()
                 span.set_status(StatusCode.ERROR, str(exc))

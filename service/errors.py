@@ -56,5 +56,12 @@ class Unauthorized(MemoserveError):
     code = "unauthorized"
 
 
+class RegistryUnavailable(MemoserveError):
+    """The model registry could not be reached for something only it can answer."""
+
+    status_code = 503
+    code = "registry_unavailable"
+
+
 class CacheUnavailable(Exception):
     """The shared cache could not answer; callers treat it as a miss (fail open)."""

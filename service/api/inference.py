@@ -7,9 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service.api.deps import DataPlaneDep
-from service.api.protocol import decode_json, parse_kserve_v1, parse_mlflow
+from service.api.protocol import decode_json, parse_kserve_v1, parse_mlflow, read_body
 from service.dataplane import CacheControl, DataPlane, Prediction
-from service.errors import PayloadTooLarge
 
 router = APIRouter(tags=["inference"])
 
@@ -39,15 +38,6 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-async def _body(request: Request, max_bytes: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise PayloadTooLarge(
-            f"body of {length} bytes; at most {max_bytes}", {"max_bytes": max_bytes}
-        )
-    return await request.body()
-
-
 def _answer(prediction: Prediction) -> Response:
     return Response(
         prediction.body,
@@ -61,7 +51,7 @@ async def invocations(request: Request) -> Response:
     """MLflow scoring protocol, as `mlflow models serve` answers it."""
     dataplane: DataPlane = request.app.state.dataplane
     limit = dataplane.settings.max_body_bytes
-    raw = parse_mlflow(decode_json(await _body(request, limit), limit))
+    raw = parse_mlflow(decode_json(await read_body(request, limit), limit))
     prediction = await dataplane.predict(
         raw,
         output=request.query_params.get("output"),
@@ -76,7 +66,7 @@ async def kserve_predict(name: str, request: Request) -> Response:
     dataplane: DataPlane = request.app.state.dataplane
     dataplane.model_for(name)  # 404 before reading the body
     limit = dataplane.settings.max_body_bytes
-    raw = parse_kserve_v1(decode_json(await _body(request, limit), limit))
+    raw = parse_kserve_v1(decode_json(await read_body(request, limit), limit))
     prediction = await dataplane.predict(
         raw,
         model_name=name,

@@ -5,11 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 
 from service.canonical import RawRows
 from service.errors import InvalidInput, PayloadTooLarge
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be too large: from its
+    Content-Length, or, sent chunked, once more than ``max_bytes`` have arrived."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise PayloadTooLarge(
+            f"body of {length} bytes; at most {max_bytes}", {"max_bytes": max_bytes}
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"body of more than {max_bytes} bytes", {"max_bytes": max_bytes})
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def decode_json(body: bytes, max_bytes: int) -> Any:

@@ -9,8 +9,9 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
 from service.api.deps import SettingsDep
+from service.api.protocol import read_body
 from service.api.responses import json_response
-from service.errors import InvalidInput, PayloadTooLarge
+from service.errors import InvalidInput
 from service.promotion.coordinator import Promotion
 from service.promotion.signature import verify
 
@@ -32,9 +33,7 @@ async def mlflow_webhook(
     request: Request, promotion: PromotionDep, settings: SettingsDep
 ) -> Response:
     """``model_version_alias.created``: verify the HMAC, then re-read the alias everywhere."""
-    body = await request.body()
-    if len(body) > MAX_WEBHOOK_BYTES:
-        raise PayloadTooLarge("webhook body too large")
+    body = await read_body(request, MAX_WEBHOOK_BYTES)
     headers = request.headers
     verify(
         settings.webhook_secret.get_secret_value(),

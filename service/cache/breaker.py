@@ -55,6 +55,10 @@ class CircuitBreaker:
         if self.state is not BreakerState.CLOSED:
             self._set(BreakerState.CLOSED)
 
+    def record_abandoned(self) -> None:
+        """A call ended with neither answer (cancelled): let the next probe through."""
+        self._probe_in_flight = False
+
     def record_failure(self) -> None:
         """A call failed: count it; open at the threshold or when a probe fails."""
         self.failures += 1

@@ -91,6 +91,11 @@ class RedisCache(PredictionCache):
             self.breaker.record_failure()
             _ERROR.inc()
             raise CacheUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            # Cancelled, or a bug in ``op``: no verdict on Redis, but a half-open probe must not
+            # stay "in flight" forever, or the breaker would never let another call through.
+            self.breaker.record_abandoned()
+            raise
         self.breaker.record_success()
         _OK.inc()
         return result

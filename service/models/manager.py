@@ -1,4 +1,11 @@
-"""Owns the serving model version: first load with backoff, refresh, atomic swap, hooks."""
+"""Owns the serving model version: first load with backoff, refresh, atomic swap, hooks.
+
+Each gunicorn worker has its own manager, and workers swap independently. So that a client
+that got an answer of the new version from one worker never gets one of the old version from
+another, a worker announces a swap just before it makes it (``before_swap``, over Redis), and
+a worker still on another version that hears of it sets ``fence``: its requests then wait,
+bounded, for its own refresh instead of answering with the version being replaced.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +42,10 @@ class ModelManager:
         self.after_swap: list[SwapHook] = []
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._catch_up: asyncio.Task[bool] | None = None
         self.loaded = asyncio.Event()
+        self.fence: str | None = None
+        """A version another worker serves now, when it is not this worker's."""
 
     @property
     def name(self) -> str:
@@ -54,14 +64,39 @@ class ModelManager:
                 await self._task
 
     async def refresh(self, reason: str) -> bool:
-        """Load and swap in the version the source names now, if it differs; True if swapped."""
-        version = await asyncio.to_thread(self.source.resolve)
-        if self.current is not None and self.current.version == version:
-            return False
+        """Load and swap in the version the source names now, if it differs; True if swapped.
+
+        The alias is read under the lock: read before it, a refresh that waited behind a
+        slower one could swap back to the version that one replaced."""
         async with self._lock:
+            fence = self.fence
+            version = await asyncio.to_thread(self.source.resolve)
             if self.current is not None and self.current.version == version:
+                if self.fence == fence:  # not announced while we asked: the fence is stale
+                    self.fence = None
                 return False
             return await self._swap_to(version, reason)
+
+    def served_elsewhere(self, version: str) -> None:
+        """Another worker is switching to ``version``: fence this one until it catches up."""
+        if self.current is not None and self.current.version != version:
+            self.fence = version
+
+    async def catch_up(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for this worker to serve what the alias names (one refresh,
+        shared by every waiting request). Past the wait, or if the refresh fails, the worker
+        answers with what it has: a prediction is never failed for a registry fault."""
+        task = self._catch_up
+        if task is None or task.done():
+            task = self._catch_up = asyncio.create_task(self.refresh("catch-up"))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            log.warning("still loading the version another worker serves after %.1fs", timeout)
+        except Exception as exc:  # noqa: BLE001 - logged; the current version keeps serving
+            log.warning("catching up with version %s failed: %s: %s", self.fence,
+                        type(exc).__name__, exc)  # fmt: skip
+            self.fence = None
 
     async def _swap_to(self, version: str, reason: str) -> bool:
         try:
@@ -73,6 +108,7 @@ class ModelManager:
         for hook in self.before_swap:
             await _run_hook(hook, old, model, "before-swap")
         self.current = model
+        self.fence = None
         metrics.MODEL_RELOADS.labels("ok").inc()
         if old is not None:
             metrics.MODEL_INFO.labels(old.name, old.version).set(0)

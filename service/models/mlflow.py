@@ -72,6 +72,7 @@ class MlflowModelSource(ModelSource):
             os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
         self.cache_dir = cache_dir / ref.name
         self._client: Any = None
+        self._loaded: str | None = None  # the version this process loaded last
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MlflowModelSource:
@@ -98,16 +99,19 @@ class MlflowModelSource(ModelSource):
         try:
             mv = self.client.get_model_version_by_alias(self.ref.name, self.ref.alias)
         except Exception as exc:
-            remembered = self._remembered()
-            if remembered is None:
+            # A running worker keeps what it serves. Only a worker with nothing loaded takes the
+            # version the replica served last (the marker another worker may have rewritten
+            # since names a load, not what this worker should swap to).
+            fallback = self._loaded or self._remembered()
+            if fallback is None:
                 raise
             log.warning(
                 "MLflow unreachable (%s: %s); serving the local copy of version %s",
                 type(exc).__name__,
                 str(exc)[:200],
-                remembered,
+                fallback,
             )
-            return remembered
+            return fallback
         return str(mv.version)
 
     def load(self, version: str) -> LoadedModel:
@@ -116,6 +120,7 @@ class MlflowModelSource(ModelSource):
             self._download(version, path)
         predictor, schema = load_artifact(path)
         self._remember(version)
+        self._loaded = version
         uri = f"models:/{self.ref.name}/{version}"
         return LoadedModel(self.name, version, schema, predictor, uri=uri, alias=self.ref.alias)
 

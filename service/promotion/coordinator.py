@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from service.dataplane import DataPlane
-from service.errors import CacheUnavailable
+from service.errors import CacheUnavailable, RegistryUnavailable
 from service.models.loaded import LoadedModel
 from service.models.manager import ModelManager
 from service.promotion.events import EventBus
@@ -42,6 +42,7 @@ class Promotion:
             )
             dataplane.hot = self.hot
         manager.before_swap.append(self._warm)
+        manager.before_swap.append(self._announce)  # last: right before the swap itself
         manager.after_swap.append(self._after_swap)
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -67,17 +68,33 @@ class Promotion:
         source = self.manager.source
         if data.get("name") != source.registry_name or data.get("alias") != source.alias:
             return "ignored: another model or alias"
+        # The registry, not the payload, says which version the alias names now. Unreachable,
+        # the delivery fails (5xx, so MLflow's log shows it) and the poll catches up later.
+        try:
+            version = await asyncio.to_thread(source.resolve)
+        except Exception as exc:
+            raise RegistryUnavailable(f"could not re-read the alias: {exc}") from exc
         if self.bus is not None:
             await self.bus.publish({"type": "alias_changed", "model": data["name"],
-                                    "alias": data["alias"]})  # fmt: skip
+                                    "alias": data["alias"], "version": version})  # fmt: skip
         self._spawn(self.manager.refresh("webhook"))
         return "accepted"
 
     async def _on_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "alias_changed" and event.get("model") == (
-            self.manager.source.registry_name
-        ):
+        name = self.manager.source.registry_name
+        if name is None or event.get("model") != name:
+            return
+        if event.get("type") == "alias_changed":
             self._spawn(self.manager.refresh("pubsub"))
+        elif event.get("type") == "serving" and isinstance(event.get("version"), str):
+            self.manager.served_elsewhere(event["version"])
+
+    async def _announce(self, old: LoadedModel | None, new: LoadedModel) -> None:
+        """Tell the other workers, before this one answers with ``new``, that it is about to."""
+        name = self.manager.source.registry_name
+        if self.bus is None or name is None or old is None or old.version == new.version:
+            return
+        await self.bus.publish({"type": "serving", "model": name, "version": new.version})
 
     async def _warm(self, old: LoadedModel | None, new: LoadedModel) -> None:
         if self.hot is None or old is None or old.version == new.version:

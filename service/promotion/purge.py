@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import cast
 
@@ -13,6 +14,7 @@ from service.cache.redis import RedisCache
 from service.errors import CacheUnavailable
 
 log = logging.getLogger(__name__)
+_LOCK_SECONDS = 300
 
 
 def active_key(namespace: str, model: str) -> str:
@@ -23,29 +25,37 @@ def active_key(namespace: str, model: str) -> str:
 async def purge_version(
     redis: RedisCache, namespace: str, model: str, version: str, *, batch: int, attempt: str
 ) -> int | None:
-    """Unlink every key of ``model``/``version`` unless another replica holds this attempt's lock
-    or the version is active again (a rollback). Returns keys unlinked, None if skipped."""
+    """Unlink every key of ``model``/``version`` unless the version is active again (a rollback)
+    or another replica is purging it right now. Returns keys unlinked, None if skipped.
+
+    The lock lives only while the purge runs (its expiry bounds a replica that dies mid-way),
+    so the same version is purged again after a later promotion away from it."""
     lock = f"{namespace}:{model}:purge:{version}:{attempt}"
+    total = 0
     try:
-        if not await redis.run(lambda r: r.set(lock, b"1", nx=True, ex=600)):
-            return None
         active = await redis.run(lambda r: r.get(active_key(namespace, model)))
         if active is not None and cast(bytes, active).decode() == version:
             log.info("not purging %s version %s: it is active again", model, version)
             return None
-        pattern = version_pattern(namespace, model, version)
-        total = 0
-        cursor = 0
-        while True:
-            cursor, keys = await _scan(redis, cursor, pattern, batch)
-            if keys:
-                total += int(await redis.run(lambda r, keys=keys: r.unlink(*keys)))  # type: ignore[misc]
-                metrics.PURGED_KEYS.inc(len(keys))
-            if cursor == 0:
-                break
+        if not await redis.run(lambda r: r.set(lock, b"1", nx=True, ex=_LOCK_SECONDS)):
+            return None
+        try:
+            pattern = version_pattern(namespace, model, version)
+            cursor = 0
+            while True:
+                cursor, keys = await _scan(redis, cursor, pattern, batch)
+                if keys:
+                    unlinked = int(await redis.run(lambda r, keys=keys: r.unlink(*keys)))  # type: ignore[misc]
+                    total += unlinked
+                    metrics.PURGED_KEYS.inc(unlinked)
+                if cursor == 0:
+                    break
+        finally:
+            with contextlib.suppress(CacheUnavailable):
+                await redis.run(lambda r: r.delete(lock))
     except CacheUnavailable as exc:
-        log.warning("purge of %s version %s stopped: %s (the TTL bounds the rest)", model,
-                    version, exc)  # fmt: skip
+        log.warning("purge of %s version %s stopped after %d keys: %s (the TTL bounds the rest)",
+                    model, version, total, exc)  # fmt: skip
         return None
     log.info("purged %d keys of %s version %s", total, model, version)
     return total

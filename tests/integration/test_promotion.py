@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 import warnings
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 import pytest
 import redis
 
@@ -63,21 +65,43 @@ def ask(replica: Replica, rows: list[list[float]] = PROBE) -> httpx.Response:
     return r
 
 
-def wait_for_version(replicas: list[Replica], version: str, timeout: float = 30) -> float:
-    """Seconds until every replica answers ``version``; after a replica's first answer of it,
-    it must never answer another version."""
+def wait_for_version(
+    replicas: list[Replica], version: str, timeout: float = 30, *, callers: int = 4
+) -> float:
+    """Seconds until every replica answers ``version``, asked by ``callers`` concurrent
+    clients per replica (so that every worker gets requests), and then for one more second.
+
+    Checked on every answer: no request a replica received after it had answered ``version``
+    is answered with another version."""
     start = time.monotonic()
-    switched: set[int] = set()
-    while len(switched) < len(replicas):
-        assert time.monotonic() - start < timeout, f"not all replicas on {version}"
-        for i, replica in enumerate(replicas):
-            seen = ask(replica).headers["x-model-version"]
-            if i in switched:
-                assert seen == version, f"replica {i} went back from {version} to {seen}"
-            elif seen == version:
-                switched.add(i)
-        time.sleep(0.01)
-    return time.monotonic() - start
+    first: dict[int, float] = {}  # replica -> when its first answer of `version` arrived
+    answers: list[tuple[int, float, str]] = []  # (replica, sent at, version)
+    lock = threading.Lock()
+
+    def call(i: int) -> None:
+        while True:
+            now = time.monotonic()
+            with lock:
+                done = len(first) == len(replicas) and now > max(first.values()) + 1.0
+            if done or now - start > timeout:
+                return
+            seen = ask(replicas[i]).headers["x-model-version"]
+            with lock:
+                answers.append((i, now, seen))
+                if seen == version and i not in first:
+                    first[i] = time.monotonic()
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(replicas))
+               for _ in range(callers)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(first) == len(replicas), f"not all replicas on {version} after {timeout}s"
+    back = [(i, seen) for i, sent, seen in answers if sent > first[i] and seen != version]
+    assert not back, f"replicas went back from {version} after answering it: {back[:5]}"
+    return max(first.values()) - start
 
 
 def env_for(name: str, tracking: str, cluster: SentinelCluster, cache: Path) -> dict[str, str]:
@@ -96,6 +120,19 @@ def keys_of(cluster: SentinelCluster, pattern: str) -> list[bytes]:
         return list(r.scan_iter(match=pattern))
 
 
+def deliver(replica: Replica, payload: dict[str, Any], secret: str, ts: str) -> httpx.Response:
+    """A webhook delivery as MLflow signs it."""
+    content = orjson.dumps(payload)
+    delivery = uuid.uuid4().hex
+    headers = {
+        "Content-Type": "application/json",
+        "X-MLflow-Delivery-Id": delivery,
+        "X-MLflow-Timestamp": ts,
+        "X-MLflow-Signature": sign(secret, delivery, ts, content),
+    }
+    return httpx.post(f"{replica.url}/v1/webhooks/mlflow", content=content, headers=headers)
+
+
 def test_push_path_switches_every_replica_purges_and_warms(
     mlflow_server: str, sentinel_cluster: SentinelCluster, replicas: ReplicaFactory,
     tmp_path: Path,
@@ -103,7 +140,10 @@ def test_push_path_switches_every_replica_purges_and_warms(
     name = register_v1_v2(mlflow_server)
     ns = replicas.namespace  # type: ignore[attr-defined]
     env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
-    env.update(MEMOSERVE_HOT_SAMPLE_RATE="1", MEMOSERVE_MODEL_POLL_SECONDS="0")
+    # Two workers per replica: a replica's answers must not go back to v1 even though each
+    # worker swaps on its own (the "serving" announcement fences the slower worker).
+    env.update(MEMOSERVE_HOT_SAMPLE_RATE="1", MEMOSERVE_MODEL_POLL_SECONDS="0",
+               MEMOSERVE_WORKERS="2")  # fmt: skip
     a, b = replicas(**env), replicas(**env)
 
     assert ask(a).headers["x-model-version"] == "1"
@@ -112,40 +152,55 @@ def test_push_path_switches_every_replica_purges_and_warms(
         ask(b, HOT)
     assert ask(b).headers["x-cache"] == "HIT"
 
-    # A forged or stale delivery is refused and changes nothing.
-    payload = b'{"entity": "model_version_alias", "action": "created", "data": {}}'
-    stale = str(int(time.time()) - 3600)
-    forged = [("wrong-secret", str(int(time.time()))), (SECRET, stale)]
-    for secret, ts in forged:
-        r = httpx.post(f"{a.url}/v1/webhooks/mlflow", content=payload, headers={
-            "X-MLflow-Delivery-Id": "d1", "X-MLflow-Timestamp": ts,
-            "X-MLflow-Signature": sign(secret, "d1", ts, payload)})  # fmt: skip
+    # The alias moves while nothing tells the replicas: forged or stale deliveries of that very
+    # event are refused and change nothing; the same delivery, correctly signed, switches both.
+    mlflow_call(registry.promote, name, "2", alias="champion", tracking_uri=mlflow_server)
+    event = {"entity": "model_version_alias", "action": "created",
+             "data": {"name": name, "alias": "champion", "version": "2"}}  # fmt: skip
+    now = str(int(time.time()))
+    for secret, ts in [("wrong-secret", now), (SECRET, str(int(time.time()) - 3600))]:
+        r = deliver(a, event, secret, ts)
         assert r.status_code == 401
         assert r.json()["error"]["code"] == "unauthorized"
-    assert ask(a).headers["x-model-version"] == "1"
-
-    mlflow_call(registry.register_webhook, f"{a.url}/v1/webhooks/mlflow", SECRET,
-                tracking_uri=mlflow_server, name=f"hook-{name}")  # fmt: skip
-    time.sleep(1.5)  # MLflow caches its webhook list (MLFLOW_WEBHOOK_CACHE_TTL=1 here)
-    mlflow_call(registry.promote, name, "2", alias="champion", tracking_uri=mlflow_server)
+    time.sleep(1.0)
+    assert {ask(r).headers["x-model-version"] for r in (a, b) for _ in range(4)} == {"1"}
+    assert deliver(a, event, SECRET, str(int(time.time()))).status_code == 202
     took = wait_for_version([a, b], "2")
-    print(f"\npush path (webhook → pub/sub): all replicas on v2 {took:.2f}s after the alias moved")
+    print(f"\npush path (signed delivery → pub/sub): all workers of both replicas on v2 "
+          f"{took:.2f}s after the delivery")  # fmt: skip
     assert ask(a).json() == {"predictions": [1]}
-
     # Warm-up: the hot row was computed on v2 before the swap.
     hot = ask(b, HOT)
-    assert hot.headers["x-model-version"] == "2"
-    assert hot.headers["x-cache"] == "HIT"
+    assert (hot.headers["x-model-version"], hot.headers["x-cache"]) == ("2", "HIT")
+    wait_until_gone(sentinel_cluster, f"{ns}:{name}:1:*")
 
+    # Through MLflow's own webhook this time; rolling back is just another promotion.
+    hook = mlflow_call(registry.register_webhook, f"{a.url}/v1/webhooks/mlflow", SECRET,
+                       tracking_uri=mlflow_server, name=f"hook-{name}")  # fmt: skip
+    try:
+        time.sleep(1.5)  # MLflow caches its webhook list (MLFLOW_WEBHOOK_CACHE_TTL=1 here)
+        for _ in range(3):
+            ask(a, HOT)
+        start = time.monotonic()
+        mlflow_call(registry.promote, name, "1", alias="champion", tracking_uri=mlflow_server)
+        call = time.monotonic() - start
+        took = wait_for_version([a, b], "1")
+        print(f"push path (MLflow webhook → pub/sub): all workers on v1 {took:.2f}s after the "
+              f"alias call returned (the call took {call:.2f}s)")  # fmt: skip
+        assert ask(b).json() == {"predictions": [0]}
+        hot = ask(b, HOT)
+        assert (hot.headers["x-model-version"], hot.headers["x-cache"]) == ("1", "HIT")
+        wait_until_gone(sentinel_cluster, f"{ns}:{name}:2:*")
+    finally:
+        mlflow_call(registry.client(mlflow_server).delete_webhook, hook)
+
+
+def wait_until_gone(cluster: SentinelCluster, pattern: str) -> None:
+    """The purge removes every key of the replaced version (it runs in the background)."""
     deadline = time.monotonic() + 10
-    while keys_of(sentinel_cluster, f"{ns}:{name}:1:*") and time.monotonic() < deadline:
+    while keys_of(cluster, pattern) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert keys_of(sentinel_cluster, f"{ns}:{name}:1:*") == []
-
-    # Rolling back is another promotion.
-    mlflow_call(registry.promote, name, "1", alias="champion", tracking_uri=mlflow_server)
-    took = wait_for_version([a, b], "1")
-    assert ask(b).json() == {"predictions": [0]}
+    assert keys_of(cluster, pattern) == []
 
 
 def test_poll_path_alone_converges(
@@ -160,6 +215,25 @@ def test_poll_path_alone_converges(
     mlflow_call(registry.promote, name, "2", alias="champion", tracking_uri=mlflow_server)
     took = wait_for_version([a, b], "2")
     print(f"\npoll path (1 s interval): all replicas on v2 {took:.2f}s after the alias moved")
+
+
+def test_a_replica_never_goes_back_while_its_workers_switch_at_different_times(
+    mlflow_server: str, sentinel_cluster: SentinelCluster, replicas: ReplicaFactory,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """No webhook: each worker's jittered poll finds v2 at its own time, up to a second apart.
+    The first to swap announces it, and the others wait for their own load rather than answer
+    with v1 (without that fence this test sees a replica answer v2, then v1)."""
+    name = register_v1_v2(mlflow_server)
+    env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
+    env.update(MEMOSERVE_WORKERS="4", MEMOSERVE_MODEL_POLL_SECONDS="2")
+    replica = replicas(**env)
+    assert ask(replica).headers["x-model-version"] == "1"
+    mlflow_call(registry.promote, name, "2", alias="champion", tracking_uri=mlflow_server)
+    took = wait_for_version([replica], "2")
+    for _ in range(40):  # and it stays there, whichever worker answers
+        assert ask(replica).headers["x-model-version"] == "2"
+    print(f"\npoll path, 4 workers: the replica answered v2 {took:.2f}s after the alias moved")
 
 
 def test_mlflow_down_running_replicas_serve_and_restarts_use_the_local_copy(

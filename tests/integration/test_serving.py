@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,12 @@ def test_bad_input_gets_4xx_json_and_writes_nothing(
     sentinel_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
 ) -> None:
     replica = replicas(MEMOSERVE_MODEL_URI=str(iris_path), MEMOSERVE_MAX_ROWS="5",
+                       MEMOSERVE_MAX_BODY_BYTES="2000",
                        MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses)  # fmt: skip
     ns = replicas.namespace  # type: ignore[attr-defined]
+    record = ", ".join(f'"{c}": 1' for c in IRIS_COLUMNS[1:])
+    # A valid one-row request, padded with JSON whitespace past MEMOSERVE_MAX_BODY_BYTES.
+    oversized = b'{"instances": [[1, 2, 3, 4]]}'.ljust(3000)
     bad: list[tuple[bytes, int]] = [
         (b"", 422),
         (b"{not json", 422),
@@ -86,18 +91,124 @@ def test_bad_input_gets_4xx_json_and_writes_nothing(
         (b'{"instances": [[1, 2, 3, 4]], "params": {"a": 1}}', 422),
         (b'{"instances": [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4],'
          b' [1, 2, 3, 4]]}', 413),
+        # NaN and infinity: refused as 4xx, never computed (a 200) nor a crash (a 500).
+        (b'{"instances": [[1e999, 1, 2, 3]]}', 422),
+        (b'{"instances": [[-1e999, 1, 2, 3]]}', 422),
+        (b'{"dataframe_records": [{"%s": NaN, %s}]}' % (IRIS_COLUMNS[0].encode(), record.encode()),
+         422),
+        (b'{"dataframe_records": [{"%s": Infinity, %s}]}'
+         % (IRIS_COLUMNS[0].encode(), record.encode()), 422),
+        (oversized, 413),
     ]  # fmt: skip
+    codes = {413: "payload_too_large", 422: "invalid_input"}
     with httpx.Client(base_url=replica.url) as c:
         for content, status in bad:
             r = c.post("/invocations", content=content,
                        headers={"Content-Type": "application/json"})  # fmt: skip
             assert r.status_code == status, (content, r.text)
             assert set(r.json()["error"]) == {"code", "message", "details"}
+            assert r.json()["error"]["code"] == codes[status], (content, r.text)
+
+        # The same oversized body without Content-Length: httpx sends an iterator chunked.
+        chunks = iter([oversized[i : i + 500] for i in range(0, len(oversized), 500)])
+        r = c.post("/invocations", content=chunks, headers={"Content-Type": "application/json"})
+        assert "content-length" not in r.request.headers
+        assert r.request.headers["transfer-encoding"] == "chunked"
+        assert r.status_code == 413, r.text
+        assert r.json()["error"]["code"] == "payload_too_large"
+        assert set(r.json()["error"]) == {"code", "message", "details"}
+
         r = c.post("/v1/models/other:predict", json={"instances": [[1, 2, 3, 4]]})
         assert r.status_code == 404
+        assert set(r.json()["error"]) == {"code", "message", "details"}
+        assert r.json()["error"]["code"] == "model_not_found"
     time.sleep(0.2)
     # Only the version the replica published at start-up; no entry for any refused request.
     assert master_keys(sentinel_cluster, f"{ns}:*") == [f"{ns}:iris:active".encode()]
+
+
+def test_cache_control_over_redis(
+    sentinel_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
+) -> None:
+    replica = replicas(MEMOSERVE_MODEL_URI=str(iris_path), MEMOSERVE_L1_ENABLED="false",
+                       MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses)  # fmt: skip
+    ns = replicas.namespace  # type: ignore[attr-defined]
+
+    def entries() -> list[bytes]:
+        return [k for k in master_keys(sentinel_cluster, f"{ns}:iris:*:predict:*")
+                if DIGEST.fullmatch(k.rsplit(b":", 1)[1])]  # fmt: skip
+
+    def wait_for(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 5
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    with (
+        httpx.Client(base_url=replica.url, timeout=10) as c,
+        redis.Redis(LOOPBACK, sentinel_cluster.current_master_port(), socket_timeout=2) as db,
+    ):
+        first = c.post("/invocations", json=split(IRIS_ROWS[:1]))
+        assert first.status_code == 200
+        assert first.headers["x-cache"] == "MISS"
+        real = first.content
+        wait_for(lambda: len(entries()) == 1)  # the write lands in the background
+        assert len(entries()) == 1
+        (key,) = entries()
+        real_value = db.get(key)
+        assert real == b'{"predictions":[' + real_value + b"]}"
+
+        # A value only Redis holds: answered from Redis (the L1 is off).
+        db.set(key, b"42", ex=600)
+        r = c.post("/invocations", json=split(IRIS_ROWS[:1]))
+        assert (r.status_code, r.headers["x-cache"]) == (200, "HIT")
+        assert r.content == b'{"predictions":[42]}'
+
+        # no-cache: computed again, answered MISS, and the fresh value replaces the entry.
+        r = c.post("/invocations", json=split(IRIS_ROWS[:1]), headers={"Cache-Control": "no-cache"})
+        assert (r.status_code, r.headers["x-cache"]) == (200, "MISS")
+        assert r.content == real
+        wait_for(lambda: db.get(key) == real_value)
+        assert db.get(key) == real_value
+        assert 0 < db.ttl(key) <= 3600
+        r = c.post("/invocations", json=split(IRIS_ROWS[:1]))
+        assert (r.status_code, r.headers["x-cache"]) == (200, "HIT")
+        assert r.content == real
+
+        # no-store: answered, but nothing written.
+        r = c.post(
+            "/invocations", json=split(IRIS_ROWS[1:2]), headers={"Cache-Control": "no-store"}
+        )
+        assert (r.status_code, r.headers["x-cache"]) == (200, "MISS")
+        assert r.json() == {"predictions": [2]}
+        time.sleep(0.3)
+        assert entries() == [key], "a no-store answer was written to Redis"
+        r = c.post("/invocations", json=split(IRIS_ROWS[1:2]))
+        assert (r.status_code, r.headers["x-cache"]) == (200, "MISS")
+        assert r.json() == {"predictions": [2]}
+
+
+async def test_concurrent_misses_of_different_rows_are_batched(
+    replicas: ReplicaFactory, tmp_path: Path, sentinel_cluster: SentinelCluster
+) -> None:
+    calls_file = tmp_path / "calls.txt"
+    joblib.dump(CountingModel(str(calls_file), delay=0.3), tmp_path / "counting.joblib")
+    replica = replicas(MEMOSERVE_MODEL_URI=str(tmp_path / "counting.joblib"),
+                       MEMOSERVE_WORKERS="1", MEMOSERVE_BATCH_MAX_ROWS="8",
+                       MEMOSERVE_BATCH_MAX_WAIT_MS="5",
+                       MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses)  # fmt: skip
+    rows = [[float(i), 1.0, 2.0, 3.0] for i in range(24)]
+    limits = httpx.Limits(max_connections=30)
+    async with httpx.AsyncClient(base_url=replica.url, limits=limits, timeout=30) as c:
+        answers = await asyncio.gather(*(c.post("/invocations", json={"instances": [row]})
+                                         for row in rows))  # fmt: skip
+    assert [a.status_code for a in answers] == [200] * 24
+    assert [a.json() for a in answers] == [{"predictions": [sum(row)]} for row in rows]
+    assert all(a.headers["x-cache"] == "MISS" for a in answers)
+    # While one model call runs, the next requests' rows queue up and go in one call.
+    per_call = calls(calls_file)
+    assert sum(per_call) == 24, per_call
+    assert max(per_call) <= 8, per_call
+    assert len(per_call) < 24, f"no rows were merged: {per_call}"
 
 
 async def test_concurrent_identical_misses_call_the_model_once(

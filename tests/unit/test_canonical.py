@@ -62,3 +62,18 @@ def test_take_and_concat_keep_rows_and_bytes_together() -> None:
     both = CanonicalRows.concat([picked, rows.take([1])])
     assert isinstance(both.values, np.ndarray)
     assert both.values.tolist() == [[5.0, 6.0], [1.0, 2.0], [3.0, 4.0]]
+
+
+def test_float_columns_are_keyed_as_the_float32_the_model_sees() -> None:
+    schema = InputSchema.named(["a", "b"], dtype="float")
+    a = canonicalize(RawRows([[0.1, 1]]), schema)
+    b = canonicalize(RawRows([[0.1 + 1e-12, 1]]), schema)  # the same float32
+    c = canonicalize(RawRows([[0.1001, 1]]), schema)
+    assert a.row_bytes == b.row_bytes != c.row_bytes
+
+
+def test_integers_beyond_float64_precision_are_refused() -> None:
+    schema = InputSchema.named(["a", "b"], dtype="long")
+    assert canonicalize(RawRows([[2**53, 1]]), schema).values.tolist() == [[2.0**53, 1.0]]
+    with pytest.raises(InvalidInput, match="beyond 2\\*\\*53"):
+        canonicalize(RawRows([[2**53 + 2, 1]]), schema)
