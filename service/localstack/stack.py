@@ -51,6 +51,9 @@ def run_stack(replicas: int, workers: int, first_port: int, workdir: str) -> int
             "MEMOSERVE_WORKERS": str(workers),
             "MEMOSERVE_MODEL_CACHE_DIR": str(root / "model-cache"),
             "MEMOSERVE_MODEL_POLL_SECONDS": "15",
+            # Sample every looked-up row into the hot set, so that the few rows a demo sends are
+            # warmed on the new version before a promotion (production samples 5%).
+            "MEMOSERVE_HOT_SAMPLE_RATE": "1",
         }
         redis_note = ""
         if redis_available():
@@ -118,7 +121,7 @@ def _usage(urls: list[str], tracking: str, redis_note: str, root: Path) -> str:
         "",
         "Try (run twice: MISS, then HIT; the second replica hits too):",
         f"  curl -si {first}/invocations -H 'Content-Type: application/json' -d '{body}'",
-        "Promote a new version (every replica switches within a second):",
+        "Promote a new version (every replica switches in about half a second):",
         f"  .venv/bin/memoserve model --tracking-uri {tracking} register iris --label-shift 1",
         f"  .venv/bin/memoserve model --tracking-uri {tracking} promote iris 2",
         "Ctrl-C stops everything.",
