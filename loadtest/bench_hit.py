@@ -5,6 +5,8 @@ Serves, each with memoserve's gunicorn config (1 worker unless --workers):
   l1-hit    memoserve, the same row again: answered from the in-process near-cache
   redis-hit memoserve with L1 off: one Redis MGET per request
   miss      memoserve with `Cache-Control: no-cache, no-store`: the model on every request
+  mlflow    `mlflow models serve` of the same model (the server memoserve replaces; it has no
+            cache, so every request runs the model); --no-mlflow skips it
 and prints the median of --rounds runs of each. Traffic is loopback only.
 """
 
@@ -12,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
 import joblib
 
-from loadtest.common import Result, gunicorn, median, wrk
+from loadtest.common import Result, gunicorn, median, mlflow_models_serve, wrk
 from memoserve_models import demo
 from service.localstack.processes import SentinelCluster, redis_available
 
@@ -36,13 +39,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
     args = parser.parse_args()
     if not redis_available():
         raise SystemExit("redis-server is needed for the redis-hit case")
 
     work = Path(tempfile.mkdtemp(prefix="memoserve-bench-"))
     model = work / "iris.joblib"
-    joblib.dump(demo.train_iris(), model)
+    iris = demo.train_iris()
+    joblib.dump(iris, model)
+    if not args.no_mlflow:
+        save_mlflow_model(iris, work / "iris-mlflow")
     cluster = SentinelCluster(work / "redis").start()
     body = json.dumps(ROW)
     post = {"method": "POST", "body": body, "headers": {"Content-Type": "application/json"}}
@@ -57,10 +64,16 @@ def main() -> None:
                                                 "Cache-Control": "no-cache, no-store"}}),
     }  # fmt: skip
     results: dict[str, dict[str, list[float]]] = {}
+    if not args.no_mlflow:
+        cases["mlflow"] = ("", {}, post)
     try:
         for name, (app, env, request) in cases.items():
-            with gunicorn(app, {**base, **env} if env else {"MEMOSERVE_WORKERS": str(args.workers)},
-                          work, name) as url:  # fmt: skip
+            if name == "mlflow":
+                server = mlflow_models_serve(work / "iris-mlflow", work, name)
+            else:
+                server = gunicorn(app, {**base, **env} if env else {"MEMOSERVE_WORKERS":
+                                  str(args.workers)}, work, name)  # fmt: skip
+            with server as url:
                 target = url + ("/" if name == "hello" else "/invocations")
                 wrk(target, seconds=1, connections=4, **request)  # warm up, fill the cache
                 for _ in range(args.rounds):
@@ -76,6 +89,7 @@ def main() -> None:
                     r["lat"].append(lat.p50_ms)
     finally:
         cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
     hello = median(results["hello"]["rps"])
     print(f"\nmedians of {args.rounds} rounds; {args.workers} worker(s), "
@@ -86,6 +100,27 @@ def main() -> None:
         rps = median(r["rps"])
         print(f"{name:<10} {rps:>9.0f} {rps / hello:>9.2f} {median(r['p50']):>8.2f} "
               f"{median(r['p99']):>8.2f} {median(r['lat']):>14.2f}")  # fmt: skip
+    if "mlflow" in results:
+        base_lat = median(results["mlflow"]["lat"])
+        print("1-connection latency of mlflow models serve over memoserve's: " + ", ".join(
+            f"{n} {base_lat / median(results[n]['lat']):.1f}x"
+            for n in ("l1-hit", "redis-hit", "miss")))  # fmt: skip
+
+
+def save_mlflow_model(model: object, path: Path) -> None:
+    """``model`` as an MLflow model directory with the iris signature."""
+    import warnings
+
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from memoserve_models.registry import SKOPS_TRUSTED_TYPES
+
+    x, _ = demo.iris_frame()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlflow.sklearn.save_model(model, str(path), signature=infer_signature(x, model.predict(x)),  # type: ignore[attr-defined]
+                                  skops_trusted_types=SKOPS_TRUSTED_TYPES)  # fmt: skip
 
 
 if __name__ == "__main__":

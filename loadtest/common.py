@@ -113,10 +113,30 @@ def gunicorn(app: str, env: Mapping[str, str], workdir: Path, name: str) -> Iter
         proc.stop()
 
 
+@contextmanager
+def mlflow_models_serve(model_dir: Path, workdir: Path, name: str) -> Iterator[str]:
+    """The same model behind ``mlflow models serve`` (one worker, this environment): the
+    server memoserve is a drop-in for. Yields the URL."""
+    port = free_port()
+    argv = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
+            str(model_dir), "--env-manager", "local", "-h", LOOPBACK, "-p", str(port),
+            "-w", "1"]  # fmt: skip
+    # mlflow execs `uvicorn` by name: the venv's bin must be on PATH.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "PYTHONWARNINGS": "ignore"}
+    proc: Proc = spawn(name, argv, workdir, port, env)
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        wait_until(lambda: _ready(url), 120, f"{name} ready", proc=proc)
+        yield url
+    finally:
+        proc.stop()
+
+
 def _ready(url: str) -> bool:
     import urllib.request
 
-    for path in ("/readyz", "/"):
+    for path in ("/readyz", "/ping", "/"):
         try:
             with urllib.request.urlopen(url + path, timeout=2) as r:  # noqa: S310 - loopback
                 if r.status == 200:

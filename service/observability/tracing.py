@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SAMPLE_RATIO = 0.01
 """Share of requests traced by default (root spans; a sampled caller's decision is kept).
 A sampled request costs several times a cache hit (loadtest/bench_tracing.py: at 5% a worker
-serving hits loses ~12% of its throughput, at 1% 5-10%, near the noise); to trace one request,
+serving hits loses ~15% of its throughput, at 1% ~10%, near the noise); to trace one request,
 send a sampled ``traceparent``."""
 
 DEFAULT_EXCLUDED_URLS = "/healthz$,/readyz$,/metrics$"
