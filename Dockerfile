@@ -48,6 +48,8 @@ COPY --from=builder /src/service /app/service
 COPY --from=builder /src/mlflow/memoserve_models /app/memoserve_models
 
 # The writable directories exist for a plain `docker run` too; numeric ids, no passwd entry.
+# A tmpfs mounted over them (`docker run --read-only`) is root's unless mounted with
+# uid=10001,gid=10001; the chart's emptyDirs get the group from fsGroup.
 RUN mkdir -p /var/cache/memoserve/models /var/run/memoserve/prometheus \
  && chown -R 10001:10001 /var/cache/memoserve /var/run/memoserve
 
