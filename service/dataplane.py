@@ -10,7 +10,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import Span, StatusCode
 from redis.asyncio import Redis
 
 from service import metrics
@@ -376,18 +376,14 @@ class DataPlane:
             self.l1.set_many_now(items, self._ttl)
         if isinstance(self.shared, MemoryCache):
             with child_span("cache.store") as span:
-                if span.is_recording():
-                    span.set_attribute("cache.layer", self.shared.layer)
-                    span.set_attribute("cache.keys", len(items))
+                self._annotate_store(span, len(items))
                 self.shared.set_many_now(items, self._ttl)
             return
         self._background_task(self._write_shared(items))
 
     async def _write_shared(self, items: list[tuple[str, bytes]]) -> None:
         with background_span("cache.store") as span:
-            if span.is_recording():
-                span.set_attribute("cache.layer", self.shared.layer)
-                span.set_attribute("cache.keys", len(items))
+            self._annotate_store(span, len(items))
             try:
                 await self.shared.set_many(items, self._ttl)
                 if self._distributed:
@@ -395,6 +391,11 @@ class DataPlane:
             except CacheUnavailable as exc:
                 metrics.CACHE_WRITE_ERRORS.inc()
                 span.set_status(StatusCode.ERROR, str(exc))
+
+    def _annotate_store(self, span: Span, keys: int) -> None:
+        if span.is_recording():
+            span.set_attribute("cache.layer", self.shared.layer)
+            span.set_attribute("cache.keys", keys)
 
     async def drain(self) -> None:
         """Wait for background writes (shutdown)."""

@@ -27,6 +27,19 @@ def split(rows: list[list[float]]) -> dict[str, Any]:
     return {"dataframe_split": {"columns": IRIS_COLUMNS, "data": rows}}
 
 
+def counting_model(
+    tmp_path: Path, cluster: SentinelCluster, *, delay: float
+) -> tuple[Path, dict[str, str]]:
+    """A CountingModel on disk and the env of a one-worker replica serving it on Sentinel."""
+    calls_file = tmp_path / "calls.txt"
+    joblib.dump(CountingModel(str(calls_file), delay=delay), tmp_path / "counting.joblib")
+    return calls_file, {
+        "MEMOSERVE_MODEL_URI": str(tmp_path / "counting.joblib"),
+        "MEMOSERVE_WORKERS": "1",
+        "MEMOSERVE_REDIS_SENTINELS": cluster.sentinel_addresses,
+    }
+
+
 def master_keys(cluster: SentinelCluster, pattern: str) -> list[bytes]:
     with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as r:
         return list(r.scan_iter(match=pattern))
@@ -190,12 +203,8 @@ def test_cache_control_over_redis(
 async def test_concurrent_misses_of_different_rows_are_batched(
     replicas: ReplicaFactory, tmp_path: Path, sentinel_cluster: SentinelCluster
 ) -> None:
-    calls_file = tmp_path / "calls.txt"
-    joblib.dump(CountingModel(str(calls_file), delay=0.3), tmp_path / "counting.joblib")
-    replica = replicas(MEMOSERVE_MODEL_URI=str(tmp_path / "counting.joblib"),
-                       MEMOSERVE_WORKERS="1", MEMOSERVE_BATCH_MAX_ROWS="8",
-                       MEMOSERVE_BATCH_MAX_WAIT_MS="5",
-                       MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses)  # fmt: skip
+    calls_file, env = counting_model(tmp_path, sentinel_cluster, delay=0.3)
+    replica = replicas(**env, MEMOSERVE_BATCH_MAX_ROWS="8", MEMOSERVE_BATCH_MAX_WAIT_MS="5")
     rows = [[float(i), 1.0, 2.0, 3.0] for i in range(24)]
     limits = httpx.Limits(max_connections=30)
     async with httpx.AsyncClient(base_url=replica.url, limits=limits, timeout=30) as c:
@@ -214,11 +223,8 @@ async def test_concurrent_misses_of_different_rows_are_batched(
 async def test_concurrent_identical_misses_call_the_model_once(
     replicas: ReplicaFactory, tmp_path: Path, sentinel_cluster: SentinelCluster
 ) -> None:
-    calls_file = tmp_path / "calls.txt"
-    joblib.dump(CountingModel(str(calls_file), delay=0.5), tmp_path / "counting.joblib")
-    replica = replicas(MEMOSERVE_MODEL_URI=str(tmp_path / "counting.joblib"),
-                       MEMOSERVE_WORKERS="1",
-                       MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses)  # fmt: skip
+    calls_file, env = counting_model(tmp_path, sentinel_cluster, delay=0.5)
+    replica = replicas(**env)
     limits = httpx.Limits(max_connections=60)
     async with httpx.AsyncClient(base_url=replica.url, limits=limits, timeout=30) as c:
         answers = await asyncio.gather(
@@ -232,11 +238,8 @@ async def test_concurrent_identical_misses_call_the_model_once(
 async def test_distributed_coalescing_spans_replicas(
     replicas: ReplicaFactory, tmp_path: Path, sentinel_cluster: SentinelCluster
 ) -> None:
-    calls_file = tmp_path / "calls.txt"
-    joblib.dump(CountingModel(str(calls_file), delay=0.5), tmp_path / "counting.joblib")
-    env = {"MEMOSERVE_MODEL_URI": str(tmp_path / "counting.joblib"), "MEMOSERVE_WORKERS": "1",
-           "MEMOSERVE_COALESCE": "distributed",
-           "MEMOSERVE_REDIS_SENTINELS": sentinel_cluster.sentinel_addresses}  # fmt: skip
+    calls_file, env = counting_model(tmp_path, sentinel_cluster, delay=0.5)
+    env["MEMOSERVE_COALESCE"] = "distributed"
     a, b = replicas(**env), replicas(**env)
     async with (
         httpx.AsyncClient(base_url=a.url, timeout=30) as ca,
