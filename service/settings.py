@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     model_load_retry_max_seconds: float = Field(default=30.0, gt=0)
     """Cap of the exponential backoff while the first load fails."""
 
-    model_load_wait_seconds: float = Field(default=10.0, ge=0)
+    model_load_wait_seconds: float = Field(default=30.0, ge=0)
     """How long a worker waits for a load it needs: its first, before it accepts connections,
     and a version another worker already serves."""
 
