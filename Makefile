@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: setup run test lint typecheck unit integration k8s bench manifests clean redis-bin wrk-bin
+.PHONY: setup run test fmt lint typecheck unit integration k8s bench manifests clean redis-bin wrk-bin
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,12 +30,17 @@ run: setup
 	@command -v redis-server >/dev/null || $(MAKE) --no-print-directory redis-bin ALLOW_NO_REDIS=1
 	$(BIN)/memoserve dev-stack
 
+# ruff format is the formatter: `make fmt` rewrites, `make lint` fails on anything it would change.
+fmt: setup
+	$(BIN)/ruff format service devtools tests loadtest mlflow
+	$(BIN)/ruff check --fix service devtools tests loadtest mlflow
+
 lint: setup
-	$(BIN)/ruff check service tests loadtest mlflow
-	$(BIN)/ruff format --check service tests loadtest mlflow
+	$(BIN)/ruff check service devtools tests loadtest mlflow
+	$(BIN)/ruff format --check service devtools tests loadtest mlflow
 
 typecheck: setup
-	$(BIN)/mypy --strict service
+	$(BIN)/mypy --strict service devtools
 
 test: setup redis-bin tools lint typecheck
 	$(BIN)/pytest

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import joblib
 
+from devtools.localstack.processes import SentinelCluster, redis_available
 from loadtest.common import Result, gunicorn, median, mlflow_models_serve, wrk
 from memoserve_models import demo
-from service.localstack.processes import SentinelCluster, redis_available
 
 ROW = {
     "dataframe_split": {
@@ -53,16 +53,23 @@ def main() -> None:
     cluster = SentinelCluster(work / "redis").start()
     body = json.dumps(ROW)
     post = {"method": "POST", "body": body, "headers": {"Content-Type": "application/json"}}
-    base = {"MEMOSERVE_MODEL_URI": str(model), "MEMOSERVE_WORKERS": str(args.workers),
-            "MEMOSERVE_MODEL_POLL_SECONDS": "0", "MEMOSERVE_ACCESS_LOG": "false",
-            "MEMOSERVE_REDIS_SENTINELS": cluster.sentinel_addresses}  # fmt: skip
+    base = {
+        "MEMOSERVE_MODEL_URI": str(model),
+        "MEMOSERVE_WORKERS": str(args.workers),
+        "MEMOSERVE_MODEL_POLL_SECONDS": "0",
+        "MEMOSERVE_ACCESS_LOG": "false",
+        "MEMOSERVE_REDIS_SENTINELS": cluster.sentinel_addresses,
+    }
     cases = {
         "hello": ("loadtest.hello_app:create_app()", {}, {}),
         "l1-hit": (APP, base, post),
         "redis-hit": (APP, {**base, "MEMOSERVE_L1_ENABLED": "false"}, post),
-        "miss": (APP, base, {**post, "headers": {**post["headers"],
-                                                "Cache-Control": "no-cache, no-store"}}),
-    }  # fmt: skip
+        "miss": (
+            APP,
+            base,
+            {**post, "headers": {**post["headers"], "Cache-Control": "no-cache, no-store"}},
+        ),
+    }
     results: dict[str, dict[str, list[float]]] = {}
     if not args.no_mlflow:
         cases["mlflow"] = ("", {}, post)
@@ -71,14 +78,19 @@ def main() -> None:
             if name == "mlflow":
                 server = mlflow_models_serve(work / "iris-mlflow", work, name)
             else:
-                server = gunicorn(app, {**base, **env} if env else {"MEMOSERVE_WORKERS":
-                                  str(args.workers)}, work, name)  # fmt: skip
+                server = gunicorn(
+                    app,
+                    {**base, **env} if env else {"MEMOSERVE_WORKERS": str(args.workers)},
+                    work,
+                    name,
+                )
             with server as url:
                 target = url + ("/" if name == "hello" else "/invocations")
                 wrk(target, seconds=1, connections=4, **request)  # warm up, fill the cache
                 for _ in range(args.rounds):
-                    tput: Result = wrk(target, seconds=args.seconds,
-                                       connections=args.connections, **request)  # fmt: skip
+                    tput: Result = wrk(
+                        target, seconds=args.seconds, connections=args.connections, **request
+                    )
                     lat = wrk(target, seconds=args.seconds / 2, connections=1, **request)
                     if tput.errors or lat.errors:
                         raise SystemExit(f"{name}: {tput.errors + lat.errors} failed requests")
@@ -92,19 +104,29 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     hello = median(results["hello"]["rps"])
-    print(f"\nmedians of {args.rounds} rounds; {args.workers} worker(s), "
-          f"{args.connections} connections, wrk on the same 2 cores")  # fmt: skip
-    print(f"{'case':<10} {'req/s':>9} {'vs hello':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'1-conn p50 ms':>14}")  # fmt: skip
+    print(
+        f"\nmedians of {args.rounds} rounds; {args.workers} worker(s), "
+        f"{args.connections} connections, wrk on the same 2 cores"
+    )
+    print(
+        f"{'case':<10} {'req/s':>9} {'vs hello':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'1-conn p50 ms':>14}"
+    )
     for name, r in results.items():
         rps = median(r["rps"])
-        print(f"{name:<10} {rps:>9.0f} {rps / hello:>9.2f} {median(r['p50']):>8.2f} "
-              f"{median(r['p99']):>8.2f} {median(r['lat']):>14.2f}")  # fmt: skip
+        print(
+            f"{name:<10} {rps:>9.0f} {rps / hello:>9.2f} {median(r['p50']):>8.2f} "
+            f"{median(r['p99']):>8.2f} {median(r['lat']):>14.2f}"
+        )
     if "mlflow" in results:
         base_lat = median(results["mlflow"]["lat"])
-        print("1-connection latency of mlflow models serve over memoserve's: " + ", ".join(
-            f"{n} {base_lat / median(results[n]['lat']):.1f}x"
-            for n in ("l1-hit", "redis-hit", "miss")))  # fmt: skip
+        print(
+            "1-connection latency of mlflow models serve over memoserve's: "
+            + ", ".join(
+                f"{n} {base_lat / median(results[n]['lat']):.1f}x"
+                for n in ("l1-hit", "redis-hit", "miss")
+            )
+        )
 
 
 def save_mlflow_model(model: object, path: Path) -> None:
@@ -119,8 +141,12 @@ def save_mlflow_model(model: object, path: Path) -> None:
     x, _ = demo.iris_frame()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mlflow.sklearn.save_model(model, str(path), signature=infer_signature(x, model.predict(x)),  # type: ignore[attr-defined]
-                                  skops_trusted_types=SKOPS_TRUSTED_TYPES)  # fmt: skip
+        mlflow.sklearn.save_model(
+            model,
+            str(path),
+            signature=infer_signature(x, model.predict(x)),  # type: ignore[attr-defined]
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        )
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import joblib
 
+from devtools.localstack.otlp import OtlpReceiver
 from loadtest.common import gunicorn, median, wrk
 from memoserve_models import demo
-from service.localstack.otlp import OtlpReceiver
 
 
 def gunicorn_pids(url: str) -> list[int]:
@@ -121,17 +121,23 @@ def main() -> None:
             print(f"round {round_ + 1}: " + ", ".join(f"{n} {v[-1]:.0f}" for n, v in rps.items()))
         exported = receiver.requests
 
-    print(f"\nmedians of {args.rounds} rounds; 1 worker, {args.connections} connections, "
-          f"wrk on the same cores; {exported} OTLP export requests received")  # fmt: skip
-    print(f"{'case':<14} {'req/s':>8} {'vs off':>7}  {'req/s min..max':>15}  "
-          f"{'CPU us/req':>10} {'vs off':>7}")  # fmt: skip
+    print(
+        f"\nmedians of {args.rounds} rounds; 1 worker, {args.connections} connections, "
+        f"wrk on the same cores; {exported} OTLP export requests received"
+    )
+    print(
+        f"{'case':<14} {'req/s':>8} {'vs off':>7}  {'req/s min..max':>15}  "
+        f"{'CPU us/req':>10} {'vs off':>7}"
+    )
     off_cpu = median(cpu_us["off"])
     for name, values in rps.items():
         ratio = median([v / off for v, off in zip(values, rps["off"], strict=True)])
         low, high = min(values), max(values)
         cpu = median(cpu_us[name])
-        print(f"{name:<14} {median(values):>8.0f} {ratio:>7.2f}  {low:>7.0f}..{high:<7.0f}  "
-              f"{cpu:>10.0f} {off_cpu / cpu:>7.2f}")  # fmt: skip
+        print(
+            f"{name:<14} {median(values):>8.0f} {ratio:>7.2f}  {low:>7.0f}..{high:<7.0f}  "
+            f"{cpu:>10.0f} {off_cpu / cpu:>7.2f}"
+        )
 
 
 if __name__ == "__main__":

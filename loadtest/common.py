@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.localstack.processes import (
+from devtools.localstack.processes import (
     LOOPBACK,
     Proc,
     free_port,
@@ -76,10 +76,23 @@ def wrk(
         f.write(script)
     try:
         out = subprocess.run(  # noqa: S603 - fixed argv
-            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
-             "-s", f.name, url],
-            capture_output=True, text=True, check=True, timeout=seconds + 30,
-        ).stdout  # fmt: skip
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{max(1, round(seconds))}s",
+                "-s",
+                f.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 30,
+        ).stdout
     finally:
         os.unlink(f.name)
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
@@ -118,9 +131,21 @@ def mlflow_models_serve(model_dir: Path, workdir: Path, name: str) -> Iterator[s
     """The same model behind ``mlflow models serve`` (one worker, this environment): the
     server memoserve is a drop-in for. Yields the URL."""
     port = free_port()
-    argv = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
-            str(model_dir), "--env-manager", "local", "-h", LOOPBACK, "-p", str(port),
-            "-w", "1"]  # fmt: skip
+    argv = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "models",
+        "serve",
+        "-m",
+        str(model_dir),
+        "--env-manager",
+        "local",
+        "-h",
+        LOOPBACK,
+        "-p",
+        str(port),
+        "-w",
+        "1",
+    ]
     # mlflow execs `uvicorn` by name: the venv's bin must be on PATH.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {**os.environ, "PATH": path, "PYTHONWARNINGS": "ignore"}

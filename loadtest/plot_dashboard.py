@@ -26,8 +26,7 @@ from pathlib import Path
 import joblib
 from prometheus_client.parser import text_string_to_metric_families
 
-from memoserve_models import demo
-from service.localstack.processes import (
+from devtools.localstack.processes import (
     LOOPBACK,
     Proc,
     Replica,
@@ -35,6 +34,7 @@ from service.localstack.processes import (
     spawn,
     start_replica,
 )
+from memoserve_models import demo
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOW = 5.0  # seconds, as rate(...[5s])
@@ -141,8 +141,19 @@ def run(seconds: float, workdir: Path) -> Scrapes:
     model = workdir / "iris.joblib"
     joblib.dump(demo.train_iris(n_estimators=50), model)
     redis_port = free_port()
-    redis_argv = ["redis-server", "--port", str(redis_port), "--bind", LOOPBACK, "--save", "",
-                  "--appendonly", "no", "--protected-mode", "no"]  # fmt: skip
+    redis_argv = [
+        "redis-server",
+        "--port",
+        str(redis_port),
+        "--bind",
+        LOOPBACK,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+    ]
     procs: list[Proc] = [spawn("redis", redis_argv, workdir, redis_port)]
     replicas: list[Replica] = []
     loads: list[subprocess.Popen[bytes]] = []
@@ -226,7 +237,7 @@ def plot(scrapes: Scrapes, out: Path) -> None:
         others = sum(
             total(now, "memoserve_cache_results_total", result=r)
             - total(then, "memoserve_cache_results_total", result=r)
-            for r in ("miss", "error")
+            for r in ("miss", "bypass")
         )
         return hits / (hits + others) if hits + others > 0 else None
 

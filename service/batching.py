@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from service import metrics
-from service.canonical import CanonicalRows
+from service.background import BackgroundTasks
 from service.models.loaded import LoadedModel
+from service.observability import metrics
 from service.observability.spans import batch_span, model_attributes
+from service.rows.canonical import CanonicalRows
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class MicroBatcher:
         self._pending: deque[_Job] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()
+        self._running = BackgroundTasks("model call")
 
     def start(self) -> None:
         """Start the dispatcher on the running loop."""
@@ -56,8 +57,7 @@ class MicroBatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        await self._running.drain()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, model: LoadedModel, output: str, rows: CanonicalRows) -> list[bytes]:
@@ -75,10 +75,7 @@ class MicroBatcher:
                 await self._slots.acquire()
                 if self.max_wait > 0 and self._queued_rows() < self.max_rows:
                     await asyncio.sleep(self.max_wait)
-                batch = self._take_batch()
-                task = asyncio.create_task(self._run(batch))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                self._running.spawn(self._run(self._take_batch()))
 
     def _queued_rows(self) -> int:
         return sum(len(j.rows) for j in self._pending)

@@ -17,15 +17,19 @@ def main(argv: list[str] | None = None) -> int:
     stack.add_argument("--workers", type=int, default=2, help="workers per replica")
     stack.add_argument("--port", type=int, default=8080, help="first replica's port")
     stack.add_argument("--workdir", default=".run", help="logs, sqlite registry, artifacts")
-    sub.add_parser("model", help="train, register and promote demo models (see `model -h`)",
-                   add_help=False)  # fmt: skip
+    sub.add_parser(
+        "model", help="train, register and promote demo models (see `model -h`)", add_help=False
+    )
     args, rest = parser.parse_known_args(argv)
 
     if args.command == "serve":
         return _serve()
     if args.command == "dev-stack":
-        from service.localstack.stack import run_stack
-
+        try:
+            from devtools.localstack.stack import run_stack
+        except ImportError:  # the image ships the service only
+            print("dev-stack needs a source checkout (devtools/): run `make run`", file=sys.stderr)
+            return 2
         return run_stack(args.replicas, args.workers, args.port, args.workdir)
     from memoserve_models.cli import main as model_main
 
@@ -34,10 +38,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve() -> int:
     argv = [
-        sys.executable, "-m", "gunicorn",
-        "-c", "python:service.gunicorn_conf",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:service.gunicorn_conf",
         "service.app:create_app()",
-    ]  # fmt: skip
+    ]
     os.execv(sys.executable, argv)
     return 1  # not reached
 

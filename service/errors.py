@@ -1,4 +1,4 @@
-"""One error base class carrying its HTTP status, rendered as ``{"error": {...}}``."""
+"""One error base class carrying its HTTP status; ``service.api.errors`` renders it."""
 
 from __future__ import annotations
 
@@ -16,15 +16,17 @@ class MemoserveError(Exception):
         self.message = message
         self.details = details or {}
 
-    def body(self) -> dict[str, Any]:
-        """The JSON body of the error response."""
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
-
-class InvalidInput(MemoserveError):
-    """The request body cannot be turned into rows the model accepts."""
+class InvalidRequest(MemoserveError):
+    """The request does not have the form a route takes (FastAPI's validation)."""
 
     status_code = 422
+    code = "invalid_request"
+
+
+class InvalidInput(InvalidRequest):
+    """The request body cannot be turned into rows the model accepts."""
+
     code = "invalid_input"
 
 

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     save.add_argument("kind", choices=("iris", "diabetes"))
     save.add_argument("path")
     save.add_argument("--label-shift", type=int, default=0)
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
 
     if args.action == "save":
         import joblib
@@ -84,13 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.action == "demo":
         version = registry.ensure_demo(tracking_uri=uri, name=args.name, alias=args.alias)
-        print(f"registered {args.name} version {version} as @{args.alias}" if version
-              else f"{args.name}@{args.alias} exists; nothing to do")  # fmt: skip
+        print(
+            f"registered {args.name} version {version} as @{args.alias}"
+            if version
+            else f"{args.name}@{args.alias} exists; nothing to do"
+        )
     elif args.action == "register":
         version = registry.register(
-            args.kind, args.name or args.kind, tracking_uri=uri, alias=args.alias,
-            label_shift=args.label_shift, delay_seconds=args.delay, seed=args.seed,
-        )  # fmt: skip
+            args.kind,
+            args.name or args.kind,
+            tracking_uri=uri,
+            alias=args.alias,
+            label_shift=args.label_shift,
+            delay_seconds=args.delay,
+            seed=args.seed,
+        )
         print(version)
     elif args.action == "promote":
         registry.promote(args.name, args.version, alias=args.alias, tracking_uri=uri)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from service import metrics
 from service.api.deps import DataPlaneDep
 from service.api.responses import json_response
+from service.observability import metrics
 
 router = APIRouter(tags=["health"])
 
@@ -20,9 +20,9 @@ async def healthz() -> Response:
 @router.get("/readyz")
 async def readyz(dataplane: DataPlaneDep) -> Response:
     """Ready once a model is loaded. Redis is deliberately not a condition: the cache fails open."""
-    model = dataplane.manager.current
+    model = dataplane.ready()
     if model is None:
-        return json_response({"status": "loading", "model": dataplane.manager.name}, 503)
+        return json_response({"status": "loading", "model": dataplane.name}, 503)
     return json_response({"status": "ready", "model": model.name, "version": model.version})
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from service.api.deps import DataPlaneDep
 from service.api.protocol import decode_json, parse_kserve_v1, parse_mlflow, read_body
-from service.dataplane import CacheControl, DataPlane, Prediction
+from service.cache.control import CacheControl
+from service.dataplane import DataPlane
+from service.rows.canonical import RawRows
 
 router = APIRouter(tags=["inference"])
+Parser = Callable[[Any], RawRows]
 
 # The prediction routes are a cache hit's hot path: they read `?output=`, the body and the
 # DataPlane themselves, because FastAPI's parameter validation and dependency solving cost about
@@ -38,42 +42,39 @@ _BODY_DOC: dict[str, Any] = {
 }
 
 
-def _answer(prediction: Prediction) -> Response:
-    return Response(
-        prediction.body,
-        media_type="application/json",
-        headers={"X-Cache": prediction.cache, "X-Model-Version": prediction.model.version},
-    )
-
-
-@router.post("/invocations", openapi_extra=_BODY_DOC)
-async def invocations(request: Request) -> Response:
-    """MLflow scoring protocol, as `mlflow models serve` answers it."""
+async def _predict(request: Request, parse: Parser, name: str | None = None) -> Response:
+    """Read and parse the body, predict, answer with the cache outcome and the version."""
     dataplane: DataPlane = request.app.state.dataplane
-    limit = dataplane.settings.max_body_bytes
-    raw = parse_mlflow(decode_json(await read_body(request, limit), limit))
-    prediction = await dataplane.predict(
-        raw,
-        output=request.query_params.get("output"),
-        cache_control=CacheControl.parse(request.headers.get("cache-control")),
-    )
-    return _answer(prediction)
-
-
-@router.post("/v1/models/{name}:predict", openapi_extra=_BODY_DOC)
-async def kserve_predict(name: str, request: Request) -> Response:
-    """KServe V1 prediction."""
-    dataplane: DataPlane = request.app.state.dataplane
-    dataplane.model_for(name)  # 404 before reading the body
-    limit = dataplane.settings.max_body_bytes
-    raw = parse_kserve_v1(decode_json(await read_body(request, limit), limit))
+    if name is not None:
+        dataplane.model_for(name)  # 404 before reading the body
+    limit = dataplane.max_body_bytes
+    raw = parse(decode_json(await read_body(request, limit), limit))
     prediction = await dataplane.predict(
         raw,
         model_name=name,
         output=request.query_params.get("output"),
         cache_control=CacheControl.parse(request.headers.get("cache-control")),
     )
-    return _answer(prediction)
+    return Response(
+        prediction.body,
+        media_type="application/json",
+        headers={
+            "X-Cache": prediction.outcome.header,
+            "X-Model-Version": prediction.model.version,
+        },
+    )
+
+
+@router.post("/invocations", openapi_extra=_BODY_DOC)
+async def invocations(request: Request) -> Response:
+    """MLflow scoring protocol, as `mlflow models serve` answers it."""
+    return await _predict(request, parse_mlflow)
+
+
+@router.post("/v1/models/{name}:predict", openapi_extra=_BODY_DOC)
+async def kserve_predict(name: str, request: Request) -> Response:
+    """KServe V1 prediction."""
+    return await _predict(request, parse_kserve_v1, name)
 
 
 @router.get("/v1/models/{name}")

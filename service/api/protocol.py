@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from service.canonical import RawRows
 from service.errors import InvalidInput, PayloadTooLarge
+from service.rows.canonical import RawRows
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 

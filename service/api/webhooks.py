@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
 
-import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from service.api.deps import SettingsDep
-from service.api.protocol import read_body
+from service.api.deps import PromotionDep, SettingsDep
+from service.api.protocol import decode_json, read_body
 from service.api.responses import json_response
 from service.errors import InvalidInput
-from service.promotion.coordinator import Promotion
 from service.promotion.signature import verify
 
 router = APIRouter(tags=["promotion"])
 MAX_WEBHOOK_BYTES = 64 * 1024
-
-
-def get_promotion(request: Request) -> Promotion:
-    """The Promotion the lifespan built."""
-    promotion: Promotion = request.app.state.promotion
-    return promotion
-
-
-PromotionDep = Annotated[Promotion, Depends(get_promotion)]
 
 
 @router.post("/v1/webhooks/mlflow", status_code=202)
@@ -44,11 +32,8 @@ async def mlflow_webhook(
         now=time.time(),
         tolerance_seconds=settings.webhook_tolerance_seconds,
     )
-    try:
-        payload: Any = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput("webhook body is not JSON") from exc
+    payload = decode_json(body, MAX_WEBHOOK_BYTES)
     if not isinstance(payload, dict):
         raise InvalidInput("webhook body must be a JSON object")
     outcome = await promotion.on_webhook(payload)
-    return json_response({"status": outcome}, 202 if outcome == "accepted" else 200)
+    return json_response({"status": outcome.value}, outcome.status_code)

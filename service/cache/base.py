@@ -12,6 +12,10 @@ class PredictionCache(ABC):
     #: Label of this layer in metrics and spans (``memory``, ``l1``, ``redis``).
     layer: str = "cache"
 
+    #: True when writes may take a network round trip, so they run in the background; an
+    #: in-process cache is written before the answer goes out.
+    write_behind: bool = True
+
     @abstractmethod
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values for ``keys`` in order, None where absent."""

@@ -1,29 +1,77 @@
-"""Cache keys: ``{ns}:{model}:{version}:{output}:{digest}``, one per canonical row."""
+"""Every Redis key and channel memoserve uses, from one ``KeySpace``.
+
+The second segment says what a key is, so row entries and the keys that steer them never share
+a prefix: a SCAN of one version's rows sees rows only, and a test can count them by prefix.
+
+=========================================  =============================================
+``{ns}:row:{model}:{version}:{output}:{d}``  one row's cached output (``d`` = BLAKE2b-128)
+``{ns}:lock:{model}:{version}:{output}:{d}`` distributed single-flight lock of that row
+``{ns}:hot:{model}:{version}:{output}``      sorted set of the version's hottest rows
+``{ns}:active:{model}``                      the version replicas serve (rollback check)
+``{ns}:purge:{model}:{version}:{attempt}``   lock of the replica purging a version
+``{ns}:events``                              the pub/sub channel of promotion events
+=========================================  =============================================
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from hashlib import blake2b
 
-
-def key_prefix(namespace: str, model: str, version: str, output: str) -> str:
-    """The part of a key shared by every row of one model version and output."""
-    return f"{namespace}:{model}:{version}:{output}:"
+OUTPUTS = ("predict", "predict_proba")
+"""Output kinds a model may offer; each has its own rows and hot set."""
 
 
-def version_pattern(namespace: str, model: str, version: str) -> str:
-    """A SCAN MATCH pattern covering every key of one model version (all outputs)."""
-    return f"{_escape(namespace)}:{_escape(model)}:{_escape(version)}:*"
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """The key layout of one namespace (``MEMOSERVE_NAMESPACE``)."""
 
+    namespace: str
+    _row: str = field(init=False, repr=False, compare=False)
+    _lock: str = field(init=False, repr=False, compare=False)
 
-def row_digest(row_bytes: bytes) -> str:
-    """BLAKE2b-128 of a row's canonical bytes, hex."""
-    return blake2b(row_bytes, digest_size=16).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_row", f"{self.namespace}:row:")
+        object.__setattr__(self, "_lock", f"{self.namespace}:lock:")
 
+    def row_prefix(self, model: str, version: str, output: str) -> str:
+        """The part of a row key shared by every row of one model version and output."""
+        return f"{self._row}{model}:{version}:{output}:"
 
-def row_keys(prefix: str, rows: Iterable[bytes]) -> list[str]:
-    """One key per canonical row."""
-    return [prefix + blake2b(r, digest_size=16).hexdigest() for r in rows]
+    @staticmethod
+    def rows(prefix: str, row_bytes: Iterable[bytes]) -> list[str]:
+        """One key per canonical row under ``prefix`` (from :meth:`row_prefix`)."""
+        return [prefix + blake2b(r, digest_size=16).hexdigest() for r in row_bytes]
+
+    def version_prefix(self, model: str, version: str) -> str:
+        """The prefix of every row key of one model version (all outputs)."""
+        return f"{self._row}{model}:{version}:"
+
+    def version_pattern(self, model: str, version: str) -> str:
+        """A SCAN MATCH pattern of exactly the row keys of one model version."""
+        return f"{_escape(self.version_prefix(model, version))}*"
+
+    def lock(self, row_key: str) -> str:
+        """The distributed compute lock of a row key."""
+        return self._lock + row_key.removeprefix(self._row)
+
+    def hot(self, model: str, version: str, output: str) -> str:
+        """The sorted set of one version's hottest rows."""
+        return f"{self.namespace}:hot:{model}:{version}:{output}"
+
+    def active(self, model: str) -> str:
+        """Where the version that replicas serve is published."""
+        return f"{self.namespace}:active:{model}"
+
+    def purge_lock(self, model: str, version: str, attempt: str) -> str:
+        """Held by the one replica purging ``version`` in that ``attempt``."""
+        return f"{self.namespace}:purge:{model}:{version}:{attempt}"
+
+    @property
+    def events(self) -> str:
+        """The pub/sub channel every worker of every replica listens on."""
+        return f"{self.namespace}:events"
 
 
 def _escape(part: str) -> str:

@@ -12,6 +12,8 @@ from service.cache.base import PredictionCache
 class MemoryCache(PredictionCache):
     """In-process cache; the sync ``*_now`` methods serve the hot path without an await."""
 
+    write_behind = False
+
     def __init__(
         self,
         max_entries: int,

@@ -13,10 +13,10 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from service import metrics
 from service.cache.base import PredictionCache
 from service.cache.breaker import BreakerState, CircuitBreaker
 from service.errors import CacheUnavailable
+from service.observability import metrics
 from service.settings import Settings
 
 T = TypeVar("T")

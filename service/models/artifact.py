@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from service.models.loaded import Predictor, PyfuncPredictor, SklearnPredictor
-from service.models.schema import ColumnSpec, InputSchema
+from service.rows.schema import ColumnSpec, InputSchema
 
 # MLflow 3 stores scikit-learn models with skops, which loads only types it is told to trust.
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]

@@ -11,8 +11,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from service.canonical import CanonicalRows
-from service.models.schema import InputSchema
+from service.rows.canonical import CanonicalRows
+from service.rows.schema import InputSchema
 
 
 class Predictor(Protocol):

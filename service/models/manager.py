@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
-from service import metrics
 from service.models.loaded import LoadedModel
 from service.models.source import ModelSource
+from service.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,17 @@ class ModelManager:
         *,
         poll_seconds: float = 0.0,
         retry_max_seconds: float = 30.0,
+        catch_up_seconds: float = 30.0,
+        before_swap: Sequence[SwapHook] = (),
+        after_swap: Sequence[SwapHook] = (),
     ) -> None:
         self.source = source
         self.poll_seconds = poll_seconds
         self.retry_max_seconds = retry_max_seconds
+        self.catch_up_seconds = catch_up_seconds
         self.current: LoadedModel | None = None
-        self.before_swap: list[SwapHook] = []
-        self.after_swap: list[SwapHook] = []
+        self.before_swap = tuple(before_swap)
+        self.after_swap = tuple(after_swap)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._catch_up: asyncio.Task[bool] | None = None
@@ -77,6 +81,13 @@ class ModelManager:
                 return False
             return await self._swap_to(version, reason)
 
+    async def serving(self) -> LoadedModel | None:
+        """The version to answer with: ``current``, once caught up when another worker already
+        serves a newer one (bounded by ``catch_up_seconds``)."""
+        if self.fence is not None:
+            await self.catch_up(self.catch_up_seconds)
+        return self.current
+
     def served_elsewhere(self, version: str) -> None:
         """Another worker is switching to ``version``: fence this one until it catches up."""
         if self.current is not None and self.current.version != version:
@@ -94,8 +105,9 @@ class ModelManager:
         except TimeoutError:
             log.warning("still loading the version another worker serves after %.1fs", timeout)
         except Exception as exc:  # noqa: BLE001 - logged; the current version keeps serving
-            log.warning("catching up with version %s failed: %s: %s", self.fence,
-                        type(exc).__name__, exc)  # fmt: skip
+            log.warning(
+                "catching up with version %s failed: %s: %s", self.fence, type(exc).__name__, exc
+            )
             self.fence = None
 
     async def _swap_to(self, version: str, reason: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import metrics
+from service.observability import metrics
 from service.observability.logs import trace_fields
 
 UNMATCHED = "unmatched"

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Link, Span, StatusCode
 
 from service.models.loaded import LoadedModel
+
+if TYPE_CHECKING:
+    from service.cache.tiered import Lookup
 
 _tracer = trace.get_tracer("memoserve")
 _NOT_RECORDING: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
@@ -55,19 +59,19 @@ def model_attributes(span: Span, model: LoadedModel) -> None:
     span.set_attribute("model.version", model.version)
 
 
-def annotate_lookup(
-    span: Span, model: LoadedModel, values: Sequence[bytes | None], layer: str, bypass: bool
-) -> None:
-    """The ``cache.lookup`` attributes: ``cache.hit`` for one row, ``cache.hits`` and
-    ``cache.misses`` for several; ``cache.layer`` is the deepest layer asked."""
-    misses = values.count(None)
-    if len(values) == 1:
-        span.set_attribute("cache.hit", not misses)
+def annotate_lookup(span: Span, model: LoadedModel, lookup: Lookup) -> None:
+    """The ``cache.lookup`` attributes: ``cache.outcome`` as ``X-Cache`` says it, ``cache.hit``
+    for one row, ``cache.hits`` and ``cache.misses`` for several; ``cache.layer`` is the
+    deepest layer asked."""
+    n = len(lookup.values)
+    if n == 1:
+        span.set_attribute("cache.hit", lookup.hits == 1)
     else:
-        span.set_attribute("cache.hits", len(values) - misses)
-        span.set_attribute("cache.misses", misses)
-    span.set_attribute("cache.layer", layer)
+        span.set_attribute("cache.hits", lookup.hits)
+        span.set_attribute("cache.misses", n - lookup.hits)
+    span.set_attribute("cache.outcome", lookup.outcome.value)
+    span.set_attribute("cache.layer", lookup.layer)
     model_attributes(span, model)
-    if bypass:
+    if lookup.bypass:
         span.set_attribute("cache.error", True)
         span.set_status(StatusCode.ERROR, "shared cache unavailable: answered without it")

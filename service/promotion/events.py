@@ -24,10 +24,9 @@ class EventBus:
     (a Sentinel failover drops the subscription; messages sent meanwhile are lost, which is
     why the alias poll exists)."""
 
-    def __init__(self, redis: RedisCache, channel: str, handler: Handler) -> None:
+    def __init__(self, redis: RedisCache, channel: str) -> None:
         self.redis = redis
         self.channel = channel
-        self._handler = handler
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
 
@@ -41,9 +40,9 @@ class EventBus:
             return False
         return True
 
-    def start(self) -> None:
-        """Listen in the background."""
-        self._task = asyncio.create_task(self._listen(), name="event-bus")
+    def start(self, handler: Handler) -> None:
+        """Listen in the background, handing every event to ``handler``."""
+        self._task = asyncio.create_task(self._listen(handler), name="event-bus")
 
     async def stop(self) -> None:
         """Stop listening."""
@@ -52,7 +51,7 @@ class EventBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _listen(self) -> None:
+    async def _listen(self, handler: Handler) -> None:
         delay = 0.2
         while True:
             pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
@@ -63,7 +62,7 @@ class EventBus:
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
-                        await self._dispatch(message["data"])
+                        await self._dispatch(message["data"], handler)
             except (RedisError, OSError, TimeoutError) as exc:
                 self.subscribed.clear()
                 log.info("event subscription lost (%s); retrying in %.1fs", exc, delay)
@@ -73,7 +72,7 @@ class EventBus:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def _dispatch(self, data: bytes) -> None:
+    async def _dispatch(self, data: bytes, handler: Handler) -> None:
         try:
             event = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -81,6 +80,6 @@ class EventBus:
             return
         if isinstance(event, dict):
             try:
-                await self._handler(event)
+                await handler(event)
             except Exception:
                 log.exception("event handler failed for %s", event.get("type"))

@@ -8,64 +8,72 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from service import metrics
-from service.cache.keys import version_pattern
+from service.cache.keys import OUTPUTS, KeySpace
 from service.cache.redis import RedisCache
 from service.errors import CacheUnavailable
+from service.observability import metrics
 
 log = logging.getLogger(__name__)
 _LOCK_SECONDS = 300
 
 
-def active_key(namespace: str, model: str) -> str:
-    """Where the version that replicas serve is published."""
-    return f"{namespace}:{model}:active"
-
-
 async def purge_version(
-    redis: RedisCache, namespace: str, model: str, version: str, *, batch: int, attempt: str
+    redis: RedisCache, keys: KeySpace, model: str, version: str, *, batch: int, attempt: str
 ) -> int | None:
-    """Unlink every key of ``model``/``version`` unless the version is active again (a rollback)
-    or another replica is purging it right now. Returns keys unlinked, None if skipped.
+    """Unlink every row and the hot sets of ``model``/``version`` unless the version is active
+    again (a rollback) or another replica is purging it right now. Returns keys unlinked, None
+    if skipped.
 
     The lock lives only while the purge runs (its expiry bounds a replica that dies mid-way),
     so the same version is purged again after a later promotion away from it."""
-    lock = f"{namespace}:{model}:purge:{version}:{attempt}"
+    lock = keys.purge_lock(model, version, attempt)
     total = 0
     try:
-        active = await redis.run(lambda r: r.get(active_key(namespace, model)))
+        active = await redis.run(lambda r: r.get(keys.active(model)))
         if active is not None and cast(bytes, active).decode() == version:
             log.info("not purging %s version %s: it is active again", model, version)
             return None
         if not await redis.run(lambda r: r.set(lock, b"1", nx=True, ex=_LOCK_SECONDS)):
             return None
         try:
-            pattern = version_pattern(namespace, model, version)
+            hot = [keys.hot(model, version, output) for output in OUTPUTS]
+            total += await _unlink(redis, hot)
+            pattern = keys.version_pattern(model, version)
             cursor = 0
             while True:
-                cursor, keys = await _scan(redis, cursor, pattern, batch)
-                if keys:
-                    unlinked = int(await redis.run(lambda r, keys=keys: r.unlink(*keys)))  # type: ignore[misc]
-                    total += unlinked
-                    metrics.PURGED_KEYS.inc(unlinked)
+                cursor, found = await _scan(redis, cursor, pattern, batch)
+                total += await _unlink(redis, found)
                 if cursor == 0:
                     break
         finally:
             with contextlib.suppress(CacheUnavailable):
                 await redis.run(lambda r: r.delete(lock))
     except CacheUnavailable as exc:
-        log.warning("purge of %s version %s stopped after %d keys: %s (the TTL bounds the rest)",
-                    model, version, total, exc)  # fmt: skip
+        log.warning(
+            "purge of %s version %s stopped after %d keys: %s (the TTL bounds the rest)",
+            model,
+            version,
+            total,
+            exc,
+        )
         return None
     log.info("purged %d keys of %s version %s", total, model, version)
     return total
+
+
+async def _unlink(redis: RedisCache, keys: list[bytes] | list[str]) -> int:
+    if not keys:
+        return 0
+    unlinked = int(await redis.run(lambda r: r.unlink(*keys)))
+    metrics.PURGED_KEYS.inc(unlinked)
+    return unlinked
 
 
 async def _scan(
     redis: RedisCache, cursor: int, pattern: str, count: int
 ) -> tuple[int, list[bytes]]:
     async def scan(r: Redis) -> tuple[int, list[bytes]]:
-        next_cursor, keys = await r.scan(cursor=cursor, match=pattern, count=count)
-        return int(next_cursor), cast(list[bytes], keys)
+        next_cursor, found = await r.scan(cursor=cursor, match=pattern, count=count)
+        return int(next_cursor), cast(list[bytes], found)
 
     return await redis.run(scan)

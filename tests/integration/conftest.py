@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from service.localstack.processes import Replica, SentinelCluster, redis_available, start_replica
+from devtools.localstack.processes import Replica, SentinelCluster, redis_available, start_replica
+from service.cache.keys import KeySpace
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,31 +49,36 @@ def own_cluster(require_redis: None, tmp_path: Path) -> Iterator[SentinelCluster
     cluster.stop()
 
 
-ReplicaFactory = Callable[..., Replica]
+class ReplicaFactory:
+    """Starts gunicorn replicas of one test, in a namespace of their own."""
 
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.namespace = f"t{uuid.uuid4().hex[:8]}"
+        self.keys = KeySpace(self.namespace)
+        self.started: list[Replica] = []
 
-@pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[ReplicaFactory]:
-    """Start gunicorn replicas (env over a test default); all are stopped after the test."""
-    started: list[Replica] = []
-    namespace = f"t{uuid.uuid4().hex[:8]}"
-
-    def start(**env: str) -> Replica:
+    def __call__(self, **env: str) -> Replica:
+        """A replica with ``env`` over the test defaults, ready to serve."""
         full = {
-            "MEMOSERVE_NAMESPACE": namespace,
+            "MEMOSERVE_NAMESPACE": self.namespace,
             "MEMOSERVE_WORKERS": "2",
             "MEMOSERVE_MODEL_POLL_SECONDS": "0",
             "MEMOSERVE_LOG_LEVEL": "INFO",
             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
             **env,
         }
-        replica = start_replica(f"replica-{len(started)}", tmp_path, full)
-        started.append(replica)
+        replica = start_replica(f"replica-{len(self.started)}", self.workdir, full)
+        self.started.append(replica)
         return replica
 
-    start.namespace = namespace  # type: ignore[attr-defined]
-    yield start
-    for replica in started:
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[ReplicaFactory]:
+    """Start gunicorn replicas (env over a test default); all are stopped after the test."""
+    factory = ReplicaFactory(tmp_path)
+    yield factory
+    for replica in factory.started:
         replica.stop()
 
 

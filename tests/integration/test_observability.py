@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.localstack.otlp import OtlpReceiver, ReceivedSpan
-from service.localstack.processes import Replica, SentinelCluster, start_replica, wait_until
+from devtools.localstack.otlp import OtlpReceiver, ReceivedSpan
+from devtools.localstack.processes import Replica, SentinelCluster, start_replica, wait_until
 from tests.conftest import IRIS_COLUMNS
 from tests.integration.conftest import REPO, metric
 
@@ -108,6 +108,7 @@ def test_a_miss_and_a_hit_as_exported_by_a_worker(traced: Traced) -> None:
         assert miss[name].parent_span_id == server.span_id, name
     assert miss["cache.lookup"].attributes == {
         "cache.hit": False,
+        "cache.outcome": "miss",
         "cache.layer": "redis",
         "model.name": "iris",
         "model.version": miss_line["model_version"],

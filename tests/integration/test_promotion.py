@@ -13,13 +13,14 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 import pytest
-import redis
 
+from devtools.localstack.processes import LOOPBACK, Proc, Replica, SentinelCluster, start_mlflow
 from memoserve_models import registry
-from service.localstack.processes import LOOPBACK, Proc, Replica, SentinelCluster, start_mlflow
+from service.cache.keys import KeySpace
 from service.promotion.signature import sign
 from tests.conftest import IRIS_COLUMNS
 from tests.integration.conftest import ReplicaFactory
+from tests.support.keys import version_keys
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -48,10 +49,12 @@ def mlflow_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def register_v1_v2(tracking: str) -> str:
     """A fresh model name with v1@champion and an unaliased v2 whose answers differ."""
     name = f"iris-{uuid.uuid4().hex[:6]}"
-    mlflow_call(registry.register, "iris", name, tracking_uri=tracking, alias="champion",
-                n_estimators=10)  # fmt: skip
-    mlflow_call(registry.register, "iris", name, tracking_uri=tracking, label_shift=1,
-                n_estimators=10)  # fmt: skip
+    mlflow_call(
+        registry.register, "iris", name, tracking_uri=tracking, alias="champion", n_estimators=10
+    )
+    mlflow_call(
+        registry.register, "iris", name, tracking_uri=tracking, label_shift=1, n_estimators=10
+    )
     return name
 
 
@@ -92,8 +95,11 @@ def wait_for_version(
                     first[i] = time.monotonic()
             time.sleep(0.005)
 
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(replicas))
-               for _ in range(callers)]  # fmt: skip
+    threads = [
+        threading.Thread(target=call, args=(i,))
+        for i in range(len(replicas))
+        for _ in range(callers)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -115,11 +121,6 @@ def env_for(name: str, tracking: str, cluster: SentinelCluster, cache: Path) -> 
     }
 
 
-def keys_of(cluster: SentinelCluster, pattern: str) -> list[bytes]:
-    with redis.Redis(LOOPBACK, cluster.current_master_port()) as r:
-        return list(r.scan_iter(match=pattern))
-
-
 def deliver(replica: Replica, payload: dict[str, Any], secret: str, ts: str) -> httpx.Response:
     """A webhook delivery as MLflow signs it."""
     content = orjson.dumps(payload)
@@ -134,16 +135,19 @@ def deliver(replica: Replica, payload: dict[str, Any], secret: str, ts: str) -> 
 
 
 def test_push_path_switches_every_replica_purges_and_warms(
-    mlflow_server: str, sentinel_cluster: SentinelCluster, replicas: ReplicaFactory,
+    mlflow_server: str,
+    sentinel_cluster: SentinelCluster,
+    replicas: ReplicaFactory,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     name = register_v1_v2(mlflow_server)
-    ns = replicas.namespace  # type: ignore[attr-defined]
+    keys = replicas.keys
     env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
     # Two workers per replica: a replica's answers must not go back to v1 even though each
     # worker swaps on its own (the "serving" announcement fences the slower worker).
-    env.update(MEMOSERVE_HOT_SAMPLE_RATE="1", MEMOSERVE_MODEL_POLL_SECONDS="0",
-               MEMOSERVE_WORKERS="2")  # fmt: skip
+    env.update(
+        MEMOSERVE_HOT_SAMPLE_RATE="1", MEMOSERVE_MODEL_POLL_SECONDS="0", MEMOSERVE_WORKERS="2"
+    )
     a, b = replicas(**env), replicas(**env)
 
     assert ask(a).headers["x-model-version"] == "1"
@@ -155,8 +159,11 @@ def test_push_path_switches_every_replica_purges_and_warms(
     # The alias moves while nothing tells the replicas: forged or stale deliveries of that very
     # event are refused and change nothing; the same delivery, correctly signed, switches both.
     mlflow_call(registry.promote, name, "2", alias="champion", tracking_uri=mlflow_server)
-    event = {"entity": "model_version_alias", "action": "created",
-             "data": {"name": name, "alias": "champion", "version": "2"}}  # fmt: skip
+    event = {
+        "entity": "model_version_alias",
+        "action": "created",
+        "data": {"name": name, "alias": "champion", "version": "2"},
+    }
     now = str(int(time.time()))
     for secret, ts in [("wrong-secret", now), (SECRET, str(int(time.time()) - 3600))]:
         r = deliver(a, event, secret, ts)
@@ -166,17 +173,24 @@ def test_push_path_switches_every_replica_purges_and_warms(
     assert {ask(r).headers["x-model-version"] for r in (a, b) for _ in range(4)} == {"1"}
     assert deliver(a, event, SECRET, str(int(time.time()))).status_code == 202
     took = wait_for_version([a, b], "2")
-    print(f"\npush path (signed delivery → pub/sub): all workers of both replicas on v2 "
-          f"{took:.2f}s after the delivery")  # fmt: skip
+    print(
+        f"\npush path (signed delivery → pub/sub): all workers of both replicas on v2 "
+        f"{took:.2f}s after the delivery"
+    )
     assert ask(a).json() == {"predictions": [1]}
     # Warm-up: the hot row was computed on v2 before the swap.
     hot = ask(b, HOT)
     assert (hot.headers["x-model-version"], hot.headers["x-cache"]) == ("2", "HIT")
-    wait_until_gone(sentinel_cluster, f"{ns}:{name}:1:*")
+    wait_until_gone(sentinel_cluster, keys, name, "1")
 
     # Through MLflow's own webhook this time; rolling back is just another promotion.
-    hook = mlflow_call(registry.register_webhook, f"{a.url}/v1/webhooks/mlflow", SECRET,
-                       tracking_uri=mlflow_server, name=f"hook-{name}")  # fmt: skip
+    hook = mlflow_call(
+        registry.register_webhook,
+        f"{a.url}/v1/webhooks/mlflow",
+        SECRET,
+        tracking_uri=mlflow_server,
+        name=f"hook-{name}",
+    )
     try:
         time.sleep(1.5)  # MLflow caches its webhook list (MLFLOW_WEBHOOK_CACHE_TTL=1 here)
         for _ in range(3):
@@ -185,28 +199,32 @@ def test_push_path_switches_every_replica_purges_and_warms(
         mlflow_call(registry.promote, name, "1", alias="champion", tracking_uri=mlflow_server)
         call = time.monotonic() - start
         took = wait_for_version([a, b], "1")
-        print(f"push path (MLflow webhook → pub/sub): all workers on v1 {took:.2f}s after the "
-              f"alias call returned (the call took {call:.2f}s)")  # fmt: skip
+        print(
+            f"push path (MLflow webhook → pub/sub): all workers on v1 {took:.2f}s after the "
+            f"alias call returned (the call took {call:.2f}s)"
+        )
         assert ask(b).json() == {"predictions": [0]}
         hot = ask(b, HOT)
         assert (hot.headers["x-model-version"], hot.headers["x-cache"]) == ("1", "HIT")
-        wait_until_gone(sentinel_cluster, f"{ns}:{name}:2:*")
+        wait_until_gone(sentinel_cluster, keys, name, "2")
     finally:
         mlflow_call(registry.client(mlflow_server).delete_webhook, hook)
 
 
-def wait_until_gone(cluster: SentinelCluster, pattern: str) -> None:
+def wait_until_gone(cluster: SentinelCluster, keys: KeySpace, name: str, version: str) -> None:
     """The purge removes every key of the replaced version (it runs in the background)."""
     deadline = time.monotonic() + 10
-    while keys_of(cluster, pattern) and time.monotonic() < deadline:
+    while version_keys(cluster, keys, name, version) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert keys_of(cluster, pattern) == []
+    assert version_keys(cluster, keys, name, version) == []
 
 
 def test_poll_path_alone_converges(
-    mlflow_server: str, sentinel_cluster: SentinelCluster, replicas: ReplicaFactory,
+    mlflow_server: str,
+    sentinel_cluster: SentinelCluster,
+    replicas: ReplicaFactory,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     name = register_v1_v2(mlflow_server)
     env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
     env.update(MEMOSERVE_EVENTS_ENABLED="false", MEMOSERVE_MODEL_POLL_SECONDS="1")
@@ -218,9 +236,11 @@ def test_poll_path_alone_converges(
 
 
 def test_a_replica_never_goes_back_while_its_workers_switch_at_different_times(
-    mlflow_server: str, sentinel_cluster: SentinelCluster, replicas: ReplicaFactory,
+    mlflow_server: str,
+    sentinel_cluster: SentinelCluster,
+    replicas: ReplicaFactory,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     """No webhook: each worker's jittered poll finds v2 at its own time, up to a second apart.
     The first to swap announces it, and the others wait for their own load rather than answer
     with v1 (without that fence this test sees a replica answer v2, then v1)."""
@@ -259,12 +279,21 @@ def test_mlflow_down_running_replicas_serve_and_restarts_use_the_local_copy(
 
 
 def test_the_simulated_heavy_model_is_served_as_pyfunc_and_cached(
-    mlflow_server: str, sentinel_cluster: SentinelCluster, replicas: ReplicaFactory,
+    mlflow_server: str,
+    sentinel_cluster: SentinelCluster,
+    replicas: ReplicaFactory,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     name = f"slow-{uuid.uuid4().hex[:6]}"
-    mlflow_call(registry.register, "slow", name, tracking_uri=mlflow_server, alias="champion",
-                delay_seconds=0.3, n_estimators=10)  # fmt: skip
+    mlflow_call(
+        registry.register,
+        "slow",
+        name,
+        tracking_uri=mlflow_server,
+        alias="champion",
+        delay_seconds=0.3,
+        n_estimators=10,
+    )
     replica = replicas(**env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache"))
     meta = httpx.get(f"{replica.url}/v1/models/{name}").json()
     assert meta["outputs"] == ["predict"]  # a pyfunc offers predict only

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,13 +13,13 @@ import joblib
 import pytest
 import redis
 
-from service.localstack.processes import LOOPBACK, SentinelCluster
+from devtools.localstack.processes import LOOPBACK, SentinelCluster
 from tests.conftest import IRIS_COLUMNS, IRIS_ROWS
 from tests.integration.conftest import ReplicaFactory, metric
+from tests.support.keys import master_keys, master_ttl, row_entries
 from tests.support.models import CountingModel, calls
 
 pytestmark = pytest.mark.integration
-DIGEST = re.compile(rb"[0-9a-f]{32}")
 
 
 def split(rows: list[list[float]]) -> dict[str, Any]:
@@ -40,21 +39,13 @@ def counting_model(
     }
 
 
-def master_keys(cluster: SentinelCluster, pattern: str) -> list[bytes]:
-    with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as r:
-        return list(r.scan_iter(match=pattern))
-
-
-def master_ttl(cluster: SentinelCluster, key: bytes) -> int:
-    with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as r:
-        return int(r.ttl(key))
-
-
 def test_a_row_computed_by_one_replica_is_a_hit_on_another(
     sentinel_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
 ) -> None:
-    env = {"MEMOSERVE_MODEL_URI": str(iris_path),
-           "MEMOSERVE_REDIS_SENTINELS": sentinel_cluster.sentinel_addresses}  # fmt: skip
+    env = {
+        "MEMOSERVE_MODEL_URI": str(iris_path),
+        "MEMOSERVE_REDIS_SENTINELS": sentinel_cluster.sentinel_addresses,
+    }
     a, b = replicas(**env), replicas(**env)
     with httpx.Client(base_url=a.url) as ca, httpx.Client(base_url=b.url) as cb:
         first = ca.post("/invocations", json=split(IRIS_ROWS[:1]))
@@ -74,24 +65,27 @@ def test_a_row_computed_by_one_replica_is_a_hit_on_another(
         assert partial.headers["x-cache"] == "PARTIAL"
         assert partial.json() == {"predictions": [0, 2]}
 
-        ns = replicas.namespace  # type: ignore[attr-defined]
-        entries = [k for k in master_keys(sentinel_cluster, f"{ns}:iris:{version}:predict:*")
-                   if DIGEST.fullmatch(k.rsplit(b":", 1)[1])]  # fmt: skip
+        ns = replicas.namespace
+        entries = row_entries(sentinel_cluster, replicas.keys, "iris", version, "predict")
         assert len(entries) == 2
         assert all(0 < master_ttl(sentinel_cluster, k) <= 3600 for k in entries)
         # Beside the entries: the published active version and, when sampled, the hot-row set.
         # Everything memoserve writes expires.
-        assert all(master_ttl(sentinel_cluster, k) > 0
-                   for k in master_keys(sentinel_cluster, f"{ns}:*"))  # fmt: skip
+        assert all(
+            master_ttl(sentinel_cluster, k) > 0 for k in master_keys(sentinel_cluster, f"{ns}:*")
+        )
 
 
 def test_bad_input_gets_4xx_json_and_writes_nothing(
     sentinel_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
 ) -> None:
-    replica = replicas(MEMOSERVE_MODEL_URI=str(iris_path), MEMOSERVE_MAX_ROWS="5",
-                       MEMOSERVE_MAX_BODY_BYTES="2000",
-                       MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses)  # fmt: skip
-    ns = replicas.namespace  # type: ignore[attr-defined]
+    replica = replicas(
+        MEMOSERVE_MODEL_URI=str(iris_path),
+        MEMOSERVE_MAX_ROWS="5",
+        MEMOSERVE_MAX_BODY_BYTES="2000",
+        MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses,
+    )
+    ns = replicas.namespace
     record = ", ".join(f'"{c}": 1' for c in IRIS_COLUMNS[1:])
     # A valid one-row request, padded with JSON whitespace past MEMOSERVE_MAX_BODY_BYTES.
     oversized = b'{"instances": [[1, 2, 3, 4]]}'.ljust(3000)
@@ -102,22 +96,32 @@ def test_bad_input_gets_4xx_json_and_writes_nothing(
         (b'{"instances": [[1, 2, 3, "4"]]}', 422),
         (b'{"dataframe_split": {"columns": ["x", "y", "z", "w"], "data": [[1, 2, 3, 4]]}}', 422),
         (b'{"instances": [[1, 2, 3, 4]], "params": {"a": 1}}', 422),
-        (b'{"instances": [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4],'
-         b' [1, 2, 3, 4]]}', 413),
+        (
+            b'{"instances": [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4],'
+            b" [1, 2, 3, 4]]}",
+            413,
+        ),
         # NaN and infinity: refused as 4xx, never computed (a 200) nor a crash (a 500).
         (b'{"instances": [[1e999, 1, 2, 3]]}', 422),
         (b'{"instances": [[-1e999, 1, 2, 3]]}', 422),
-        (b'{"dataframe_records": [{"%s": NaN, %s}]}' % (IRIS_COLUMNS[0].encode(), record.encode()),
-         422),
-        (b'{"dataframe_records": [{"%s": Infinity, %s}]}'
-         % (IRIS_COLUMNS[0].encode(), record.encode()), 422),
+        (
+            b'{"dataframe_records": [{"%s": NaN, %s}]}'
+            % (IRIS_COLUMNS[0].encode(), record.encode()),
+            422,
+        ),
+        (
+            b'{"dataframe_records": [{"%s": Infinity, %s}]}'
+            % (IRIS_COLUMNS[0].encode(), record.encode()),
+            422,
+        ),
         (oversized, 413),
-    ]  # fmt: skip
+    ]
     codes = {413: "payload_too_large", 422: "invalid_input"}
     with httpx.Client(base_url=replica.url) as c:
         for content, status in bad:
-            r = c.post("/invocations", content=content,
-                       headers={"Content-Type": "application/json"})  # fmt: skip
+            r = c.post(
+                "/invocations", content=content, headers={"Content-Type": "application/json"}
+            )
             assert r.status_code == status, (content, r.text)
             assert set(r.json()["error"]) == {"code", "message", "details"}
             assert r.json()["error"]["code"] == codes[status], (content, r.text)
@@ -137,19 +141,20 @@ def test_bad_input_gets_4xx_json_and_writes_nothing(
         assert r.json()["error"]["code"] == "model_not_found"
     time.sleep(0.2)
     # Only the version the replica published at start-up; no entry for any refused request.
-    assert master_keys(sentinel_cluster, f"{ns}:*") == [f"{ns}:iris:active".encode()]
+    assert master_keys(sentinel_cluster, f"{ns}:*") == [replicas.keys.active("iris").encode()]
 
 
 def test_cache_control_over_redis(
     sentinel_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
 ) -> None:
-    replica = replicas(MEMOSERVE_MODEL_URI=str(iris_path), MEMOSERVE_L1_ENABLED="false",
-                       MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses)  # fmt: skip
-    ns = replicas.namespace  # type: ignore[attr-defined]
+    replica = replicas(
+        MEMOSERVE_MODEL_URI=str(iris_path),
+        MEMOSERVE_L1_ENABLED="false",
+        MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses,
+    )
 
     def entries() -> list[bytes]:
-        return [k for k in master_keys(sentinel_cluster, f"{ns}:iris:*:predict:*")
-                if DIGEST.fullmatch(k.rsplit(b":", 1)[1])]  # fmt: skip
+        return row_entries(sentinel_cluster, replicas.keys, "iris", output="predict")
 
     def wait_for(condition: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 5
@@ -208,8 +213,9 @@ async def test_concurrent_misses_of_different_rows_are_batched(
     rows = [[float(i), 1.0, 2.0, 3.0] for i in range(24)]
     limits = httpx.Limits(max_connections=30)
     async with httpx.AsyncClient(base_url=replica.url, limits=limits, timeout=30) as c:
-        answers = await asyncio.gather(*(c.post("/invocations", json={"instances": [row]})
-                                         for row in rows))  # fmt: skip
+        answers = await asyncio.gather(
+            *(c.post("/invocations", json={"instances": [row]}) for row in rows)
+        )
     assert [a.status_code for a in answers] == [200] * 24
     assert [a.json() for a in answers] == [{"predictions": [sum(row)]} for row in rows]
     assert all(a.headers["x-cache"] == "MISS" for a in answers)
@@ -246,8 +252,9 @@ async def test_distributed_coalescing_spans_replicas(
         httpx.AsyncClient(base_url=b.url, timeout=30) as cb,
     ):
         body = {"instances": [[4, 3, 2, 1]]}
-        answers = await asyncio.gather(*(c.post("/invocations", json=body)
-                                         for _ in range(10) for c in (ca, cb)))  # fmt: skip
+        answers = await asyncio.gather(
+            *(c.post("/invocations", json=body) for _ in range(10) for c in (ca, cb))
+        )
     waits = 0.0
     for replica in (a, b):
         with httpx.Client(base_url=replica.url) as c:
@@ -261,9 +268,12 @@ async def test_distributed_coalescing_spans_replicas(
 def test_sentinel_failover_under_steady_traffic(
     own_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
 ) -> None:
-    replica = replicas(MEMOSERVE_MODEL_URI=str(iris_path), MEMOSERVE_L1_ENABLED="false",
-                       MEMOSERVE_BREAKER_RESET_SECONDS="0.5",
-                       MEMOSERVE_REDIS_SENTINELS=own_cluster.sentinel_addresses)  # fmt: skip
+    replica = replicas(
+        MEMOSERVE_MODEL_URI=str(iris_path),
+        MEMOSERVE_L1_ENABLED="false",
+        MEMOSERVE_BREAKER_RESET_SECONDS="0.5",
+        MEMOSERVE_REDIS_SENTINELS=own_cluster.sentinel_addresses,
+    )
     rows = [[5.0 + i / 10, 3.0, 1.5, 0.2] for i in range(20)]
     old_master = own_cluster.current_master_port()
     with httpx.Client(base_url=replica.url, timeout=10) as c:
@@ -297,18 +307,24 @@ def test_sentinel_failover_under_steady_traffic(
     assert set(statuses) == {200}, f"non-200 answers during failover: {set(statuses)}"
     assert own_cluster.current_master_port() != old_master
     assert resumed_at, f"hits did not resume; last outcomes {outcomes[-20:]}"
-    print(f"\nfailover: {len(statuses)} requests, all 200; "
-          f"{outcomes.count('BYPASS')} BYPASS; hits resumed {resumed_at - killed_at:.2f}s "
-          "after SIGKILL of the master")  # fmt: skip
+    print(
+        f"\nfailover: {len(statuses)} requests, all 200; "
+        f"{outcomes.count('BYPASS')} BYPASS; hits resumed {resumed_at - killed_at:.2f}s "
+        "after SIGKILL of the master"
+    )
 
 
 def test_redis_gone_every_answer_is_bypass_and_the_breaker_stops_attempts(
     own_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
 ) -> None:
-    replica = replicas(MEMOSERVE_MODEL_URI=str(iris_path), MEMOSERVE_WORKERS="1",
-                       MEMOSERVE_L1_ENABLED="false", MEMOSERVE_BREAKER_FAILURE_THRESHOLD="3",
-                       MEMOSERVE_BREAKER_RESET_SECONDS="600",
-                       MEMOSERVE_REDIS_SENTINELS=own_cluster.sentinel_addresses)  # fmt: skip
+    replica = replicas(
+        MEMOSERVE_MODEL_URI=str(iris_path),
+        MEMOSERVE_WORKERS="1",
+        MEMOSERVE_L1_ENABLED="false",
+        MEMOSERVE_BREAKER_FAILURE_THRESHOLD="3",
+        MEMOSERVE_BREAKER_RESET_SECONDS="600",
+        MEMOSERVE_REDIS_SENTINELS=own_cluster.sentinel_addresses,
+    )
     with httpx.Client(base_url=replica.url, timeout=10) as c:
         assert c.post("/invocations", json=split(IRIS_ROWS[:1])).headers["x-cache"] == "MISS"
         own_cluster.stop()

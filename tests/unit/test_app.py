@@ -19,8 +19,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*NO REDIS.*")
 
 @pytest.fixture
 async def client(iris_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(model_uri=str(iris_path), model_version="1", max_rows=10,
-                        max_body_bytes=2000)  # fmt: skip
+    settings = Settings(
+        model_uri=str(iris_path), model_version="1", max_rows=10, max_body_bytes=2000
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         dataplane: DataPlane = app.state.dataplane
@@ -120,11 +121,12 @@ async def test_bad_input_is_422_and_caches_nothing(
     client: httpx.AsyncClient, content: bytes, message: str
 ) -> None:
     dataplane: DataPlane = client.dataplane  # type: ignore[attr-defined]
-    before = len(dataplane.shared)  # type: ignore[arg-type]
-    r = await client.post("/invocations", content=content,
-                          headers={"Content-Type": "application/json"})  # fmt: skip
+    before = len(dataplane.cache.shared)  # type: ignore[arg-type]
+    r = await client.post(
+        "/invocations", content=content, headers={"Content-Type": "application/json"}
+    )
     assert message in _error(r, 422, "invalid_input")
-    assert len(dataplane.shared) == before  # type: ignore[arg-type]
+    assert len(dataplane.cache.shared) == before  # type: ignore[arg-type]
 
 
 async def test_limits_are_413(client: httpx.AsyncClient) -> None:

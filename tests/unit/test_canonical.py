@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.canonical import CanonicalRows, RawRows, canonicalize
 from service.errors import InvalidInput
-from service.models.schema import InputSchema
+from service.rows.canonical import CanonicalRows, RawRows, canonicalize
+from service.rows.schema import InputSchema
 
 SCHEMA = InputSchema.named(["a", "b"])
 
@@ -32,8 +32,9 @@ def test_numeric_rows_become_a_float_matrix() -> None:
         ([[1, 2], {"a": 1, "b": 2}], None, "row 1 is a record"),
     ],
 )
-def test_bad_rows_name_the_problem(data: list[object], columns: list[str] | None,
-                                   message: str) -> None:  # fmt: skip
+def test_bad_rows_name_the_problem(
+    data: list[object], columns: list[str] | None, message: str
+) -> None:
     with pytest.raises(InvalidInput, match=message):
         canonicalize(RawRows(data, columns), SCHEMA)
 

@@ -10,8 +10,11 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_readme() -> None:
-    missing = [f"MEMOSERVE_{n.upper()}" for n in Settings.model_fields
-               if f"`MEMOSERVE_{n.upper()}`" not in README]  # fmt: skip
+    missing = [
+        f"MEMOSERVE_{n.upper()}"
+        for n in Settings.model_fields
+        if f"`MEMOSERVE_{n.upper()}`" not in README
+    ]
     assert not missing, f"add to the README's configuration table: {missing}"
 
 

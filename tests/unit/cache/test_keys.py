@@ -4,24 +4,56 @@ from __future__ import annotations
 
 import pytest
 
-from service.cache.keys import key_prefix, row_keys, version_pattern
-from service.canonical import RawRows, canonicalize
+from service.cache.keys import KeySpace
 from service.errors import InvalidInput
-from service.models.schema import ColumnSpec, InputSchema
+from service.rows.canonical import RawRows, canonicalize
+from service.rows.schema import ColumnSpec, InputSchema
 
 SCHEMA = InputSchema.named(["a", "b", "c"])
+KEYS = KeySpace("ns")
 
 
-def key(data: list[object], schema: InputSchema = SCHEMA, columns: list[str] | None = None,
-        version: str = "7", output: str = "predict") -> str:  # fmt: skip
+def key(
+    data: list[object],
+    schema: InputSchema = SCHEMA,
+    columns: list[str] | None = None,
+    version: str = "7",
+    output: str = "predict",
+) -> str:
     rows = canonicalize(RawRows(data, columns), schema)
-    return row_keys(key_prefix("ns", "iris", version, output), rows.row_bytes)[0]
+    return KEYS.rows(KEYS.row_prefix("iris", version, output), rows.row_bytes)[0]
 
 
 def test_key_layout() -> None:
     parts = key([[1, 2, 3]]).split(":")
-    assert parts[:4] == ["ns", "iris", "7", "predict"]
-    assert len(parts[4]) == 32  # BLAKE2b-128, hex
+    assert parts[:5] == ["ns", "row", "iris", "7", "predict"]
+    assert len(parts[5]) == 32  # BLAKE2b-128, hex
+
+
+def test_the_layout_is_pinned() -> None:
+    # docs/architecture.md documents these; changing one is a rollout (old keys expire by TTL).
+    row = KEYS.row_prefix("iris", "7", "predict") + "d"
+    assert row == "ns:row:iris:7:predict:d"
+    assert KEYS.lock(row) == "ns:lock:iris:7:predict:d"
+    assert KEYS.hot("iris", "7", "predict") == "ns:hot:iris:7:predict"
+    assert KEYS.active("iris") == "ns:active:iris"
+    assert KEYS.purge_lock("iris", "7", "swap") == "ns:purge:iris:7:swap"
+    assert KEYS.events == "ns:events"
+    assert KEYS.version_prefix("iris", "7") == "ns:row:iris:7:"
+
+
+def test_only_row_keys_live_under_a_version_prefix() -> None:
+    prefix = KEYS.version_prefix("iris", "7")
+    row = KEYS.row_prefix("iris", "7", "predict") + "d"
+    steering = [
+        KEYS.lock(row),
+        KEYS.hot("iris", "7", "predict"),
+        KEYS.active("iris"),
+        KEYS.purge_lock("iris", "7", "swap"),
+        KEYS.events,
+    ]
+    assert row.startswith(prefix)
+    assert not [k for k in steering if k.startswith(prefix)]
 
 
 def test_int_and_float_share_a_key() -> None:
@@ -72,4 +104,4 @@ def test_string_columns_use_the_mixed_path() -> None:
 
 
 def test_version_pattern_escapes_glob_characters() -> None:
-    assert version_pattern("ns", "m*", "3") == "ns:m\\*:3:*"
+    assert KEYS.version_pattern("m*", "3") == "ns:row:m\\*:3:*"

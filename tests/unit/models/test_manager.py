@@ -4,37 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, cast
+from typing import Any
 
-from service.models.loaded import LoadedModel, Predictor
 from service.models.manager import ModelManager
-from service.models.schema import InputSchema
-from service.models.source import ModelSource
+from tests.support.sources import MovableAlias
 
-
-class Registry(ModelSource):
-    """An alias that tests move; a read of it, or a load of a version, can be held."""
-
-    def __init__(self, version: str) -> None:
-        self.name = "m"
-        self.registry_name = "m"
-        self.alias = "champion"
-        self.version = version
-        self.gates: dict[str, threading.Event] = {}
-        self.slow_read: threading.Event | None = None
-
-    def resolve(self) -> str:
-        version = self.version  # what the registry said when asked...
-        if self.slow_read is not None:
-            gate, self.slow_read = self.slow_read, None
-            gate.wait(5)  # ...arrives late
-        return version
-
-    def load(self, version: str) -> LoadedModel:
-        gate = self.gates.get(version)
-        if gate is not None:
-            gate.wait(5)
-        return LoadedModel("m", version, InputSchema.positional(1), cast(Predictor, object()))
+Registry = MovableAlias
 
 
 async def loaded(source: Registry) -> ModelManager:

@@ -85,21 +85,24 @@ async def test_probes_and_scrapes_are_counted_but_not_logged(
     assert access_lines == []
 
 
-async def test_no_cache_is_a_bypass_and_a_redis_failure_an_error(
+async def test_no_cache_is_skipped_and_a_redis_failure_a_bypass(
     traced_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bypass, error = cache_results("bypass", "memory"), cache_results("error", "memory")
+    skipped, bypass = cache_results("skipped", "memory"), cache_results("bypass", "memory")
     body = split(IRIS_ROWS[:2])
-    await traced_client.post("/invocations", json=body, headers={"Cache-Control": "no-cache"})
-    assert cache_results("bypass", "memory") == bypass + 2
+    r = await traced_client.post("/invocations", json=body, headers={"Cache-Control": "no-cache"})
+    assert r.headers["x-cache"] == "MISS"
+    assert cache_results("skipped", "memory") == skipped + 2
+    assert cache_results("bypass", "memory") == bypass
 
     async def unavailable(keys: object) -> list[bytes | None]:
         raise CacheUnavailable("circuit breaker open")
 
-    monkeypatch.setattr(traced_client.dataplane.shared, "get_many", unavailable)  # type: ignore[attr-defined]
+    monkeypatch.setattr(traced_client.dataplane.cache.shared, "get_many", unavailable)  # type: ignore[attr-defined]
     r = await traced_client.post("/invocations", json=body)
     assert r.headers["x-cache"] == "BYPASS"
-    assert cache_results("error", "memory") == error + 2
+    assert cache_results("bypass", "memory") == bypass + 2
+    assert cache_results("skipped", "memory") == skipped + 2
 
 
 async def ok(scope: Scope, receive: Receive, send: Send) -> None:

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from service.cache.tiered import Lookup
 from service.dataplane import DataPlane
 from service.observability import spans
 from tests.conftest import IRIS_COLUMNS, IRIS_ROWS
@@ -44,7 +45,7 @@ def parent_id(span: ReadableSpan) -> int | None:
 async def settle(client: httpx.AsyncClient) -> None:
     """Let the background store finish (its span ends after the response)."""
     dataplane: DataPlane = client.dataplane  # type: ignore[attr-defined]
-    await dataplane.drain()
+    await dataplane.cache.drain()
 
 
 async def test_a_miss_then_a_hit(
@@ -65,6 +66,7 @@ async def test_a_miss_then_a_hit(
         assert parent_id(span) == server.context.span_id
     assert dict(lookup.attributes or {}) == {
         "cache.hit": False,
+        "cache.outcome": "miss",
         "cache.layer": "memory",
         "model.name": "iris",
         "model.version": "1",
@@ -86,6 +88,7 @@ async def test_a_miss_then_a_hit(
     (lookup,) = named["cache.lookup"]
     assert server.context is not None and parent_id(lookup) == server.context.span_id
     assert lookup.attributes is not None and lookup.attributes["cache.hit"] is True
+    assert lookup.attributes["cache.outcome"] == "hit"
     assert "model.predict" not in named and "cache.store" not in named
 
 
@@ -101,6 +104,7 @@ async def test_a_batch_counts_hits_and_misses(
     (lookup,) = named["cache.lookup"]
     attributes = dict(lookup.attributes or {})
     assert (attributes["cache.hits"], attributes["cache.misses"]) == (1, 1)
+    assert attributes["cache.outcome"] == "partial"
     assert "cache.hit" not in attributes
     (predict,) = named["model.predict"]
     assert predict.attributes is not None and predict.attributes["batch.size"] == 1
@@ -164,8 +168,9 @@ async def test_a_failed_lookup_marks_its_span(exported: InMemorySpanExporter) ->
     model = LoadedModel("iris", "3", schema=None, predictor=None)  # type: ignore[arg-type]
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("request"), spans.child_span("cache.lookup") as span:
-        spans.annotate_lookup(span, model, [None, None], "redis", bypass=True)
+        spans.annotate_lookup(span, model, Lookup([None, None], 0, "redis", bypass=True))
     (lookup,) = by_name(exported.get_finished_spans())["cache.lookup"]
     assert lookup.status.status_code is StatusCode.ERROR
     attributes = dict(lookup.attributes or {})
     assert attributes["cache.error"] is True and attributes["cache.misses"] == 2
+    assert attributes["cache.outcome"] == "bypass"

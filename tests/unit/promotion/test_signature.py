@@ -21,9 +21,13 @@ def test_sign_matches_mlflow_format() -> None:
 
 def check(**overrides: object) -> None:
     args: dict[str, object] = {
-        "delivery_id": "d1", "timestamp": "1000", "signature": sign("s", "d1", "1000", BODY),
-        "body": BODY, "now": 1010.0, "tolerance_seconds": 300,
-    }  # fmt: skip
+        "delivery_id": "d1",
+        "timestamp": "1000",
+        "signature": sign("s", "d1", "1000", BODY),
+        "body": BODY,
+        "now": 1010.0,
+        "tolerance_seconds": 300,
+    }
     args.update(overrides)
     verify("s", **args)  # type: ignore[arg-type]
 

@@ -13,8 +13,10 @@ from service.app import create_app
 from service.promotion.signature import sign
 from service.settings import Settings
 
-BODY = (b'{"entity": "model_version_alias", "action": "created", '
-        b'"data": {"name": "iris", "alias": "champion", "version": "9"}}')  # fmt: skip
+BODY = (
+    b'{"entity": "model_version_alias", "action": "created", '
+    b'"data": {"name": "iris", "alias": "champion", "version": "9"}}'
+)
 
 
 @pytest.fixture
@@ -29,8 +31,11 @@ async def client(iris_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 def headers(secret: str, ts: str | None = None) -> dict[str, str]:
     ts = ts or str(int(time.time()))
-    return {"X-MLflow-Delivery-Id": "d", "X-MLflow-Timestamp": ts,
-            "X-MLflow-Signature": sign(secret, "d", ts, BODY)}  # fmt: skip
+    return {
+        "X-MLflow-Delivery-Id": "d",
+        "X-MLflow-Timestamp": ts,
+        "X-MLflow-Signature": sign(secret, "d", ts, BODY),
+    }
 
 
 async def test_bad_and_stale_signatures_are_401(client: httpx.AsyncClient) -> None:

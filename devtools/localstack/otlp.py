@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from service.localstack.processes import LOOPBACK
+from devtools.localstack.processes import LOOPBACK
 
 _EMPTY_RESPONSE = ExportTraceServiceResponse().SerializeToString()
 

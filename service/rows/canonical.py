@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from service.errors import InvalidInput
-from service.models.schema import INTEGER_TYPES, InputSchema
+from service.rows.schema import INTEGER_TYPES, InputSchema
 
 
 @dataclass(frozen=True, slots=True)

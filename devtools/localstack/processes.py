@@ -172,16 +172,8 @@ class SentinelCluster:
         raise RuntimeError("no sentinel answers")
 
     def _redis(self, name: str, replica_of: int | None = None) -> Proc:
-        port = free_port()
-        argv = [
-            "redis-server", "--port", str(port), "--bind", LOOPBACK, "--save", "",
-            "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no",
-        ]  # fmt: skip
-        if replica_of is not None:
-            argv += ["--replicaof", LOOPBACK, str(replica_of)]
-        proc = spawn(name, argv, self.workdir, port)
+        proc = start_redis(name, self.workdir, replica_of=replica_of)
         self.procs.append(proc)
-        wait_until(lambda: bool(_ask(port, lambda c: c.ping())), 10, f"{name} on {port}")
         return proc
 
     def _sentinel(self, index: int, master_port: int) -> Proc:
@@ -200,6 +192,35 @@ class SentinelCluster:
         self.procs.append(proc)
         wait_until(lambda: bool(_ask(port, lambda c: c.ping())), 10, f"sentinel on {port}")
         return proc
+
+
+def start_redis(name: str, workdir: Path, *, replica_of: int | None = None) -> Proc:
+    """A throw-away ``redis-server`` on a free loopback port (no persistence), answering."""
+    port = free_port()
+    argv = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        LOOPBACK,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--protected-mode",
+        "no",
+    ]
+    if replica_of is not None:
+        argv += ["--replicaof", LOOPBACK, str(replica_of)]
+    proc = spawn(name, argv, workdir, port)
+    try:
+        wait_until(lambda: bool(_ask(port, lambda c: c.ping())), 10, f"{name} on {port}", proc=proc)
+    except TimeoutError:
+        proc.stop()
+        raise
+    return proc
 
 
 def _discovered(port: int, master_name: str) -> bool:
@@ -292,10 +313,20 @@ def start_mlflow(workdir: Path, *, port: int | None = None, timeout: float = 90.
     }
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
     argv = [
-        mlflow_bin, "server", "--host", LOOPBACK, "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
-        "--artifacts-destination", str(workdir / "artifacts"), "--serve-artifacts",
-    ]  # fmt: skip
+        mlflow_bin,
+        "server",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{workdir / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(workdir / "artifacts"),
+        "--serve-artifacts",
+    ]
     proc = spawn("mlflow", argv, workdir, port, env)
     try:
         wait_until(

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from service.localstack.processes import (
+from devtools.localstack.processes import (
     LOOPBACK,
     Proc,
     Replica,

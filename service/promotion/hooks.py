@@ -1,0 +1,112 @@
+"""What one worker does around a swap: warm the new version, announce it to sibling workers,
+publish it active, forget the old version's near-cache entries and purge it from Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from service.background import BackgroundTasks
+from service.cache.hot import HotInputs
+from service.cache.keys import KeySpace
+from service.cache.redis import RedisCache
+from service.cache.tiered import TieredCache
+from service.errors import CacheUnavailable
+from service.models.loaded import LoadedModel
+from service.models.manager import SwapHook
+from service.promotion.events import EventBus
+from service.promotion.purge import purge_version
+from service.promotion.warmup import warm
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class SwapHooks:
+    """``before_swap`` and ``after_swap`` of a worker's ModelManager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeySpace,
+        cache: TieredCache,
+        *,
+        redis: RedisCache | None,
+        bus: EventBus | None,
+        hot: HotInputs | None,
+        registry_name: str | None,
+    ) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.cache = cache
+        self.redis = redis
+        self.bus = bus
+        self.hot = hot
+        self.registry_name = registry_name
+        self._purges = BackgroundTasks("purge")
+
+    @property
+    def before_swap(self) -> tuple[SwapHook, ...]:
+        """Warm, then announce: the announcement goes out right before the swap itself."""
+        return (self.warm, self.announce)
+
+    @property
+    def after_swap(self) -> tuple[SwapHook, ...]:
+        """Publish the new version, drop the old one."""
+        return (self.retire,)
+
+    async def stop(self) -> None:
+        """Cancel pending purges (the TTL bounds what they leave)."""
+        await self._purges.cancel()
+
+    async def warm(self, old: LoadedModel | None, new: LoadedModel) -> None:
+        """Compute the new version on the old one's hottest rows."""
+        if self.hot is None or self.redis is None or old is None or old.version == new.version:
+            return
+        settings = self.settings
+        warmed = await warm(
+            self.hot,
+            self.redis,
+            self.keys,
+            old,
+            new,
+            top_k=settings.warmup_top_k,
+            ttl_seconds=settings.cache_ttl_seconds,
+            max_rows=settings.batch_max_rows,
+        )
+        log.info("warmed %d hot rows of version %s on %s", warmed, old.version, new.version)
+
+    async def announce(self, old: LoadedModel | None, new: LoadedModel) -> None:
+        """Tell the other workers, before this one answers with ``new``, that it is about to."""
+        name = self.registry_name
+        if self.bus is None or name is None or old is None or old.version == new.version:
+            return
+        await self.bus.publish({"type": "serving", "model": name, "version": new.version})
+
+    async def retire(self, old: LoadedModel | None, new: LoadedModel) -> None:
+        """Publish ``new`` as active; forget and purge ``old``."""
+        redis, ttl = self.redis, self.settings.cache_ttl_seconds
+        if redis is not None:
+            # It expires like every entry: an abandoned namespace leaves nothing behind, and the
+            # purge's rollback check only needs it around a promotion, right after it is written.
+            active = self.keys.active(new.name)
+            with contextlib.suppress(CacheUnavailable):
+                await redis.run(lambda r: r.set(active, new.version.encode(), ex=ttl))
+        if old is None or old.version == new.version:
+            return
+        self.cache.forget(self.keys.version_prefix(old.name, old.version))
+        if redis is not None and self.settings.purge_enabled:
+            self._purges.spawn(self._purge(redis, old, "swap"))
+            # A straggler still on the old version may write after the first pass: sweep again
+            # once every replica must have switched (two poll intervals), then the TTL bounds it.
+            later = max(2 * self.settings.model_poll_seconds, 5.0)
+            self._purges.spawn(self._purge(redis, old, "sweep", delay=later))
+
+    async def _purge(
+        self, redis: RedisCache, old: LoadedModel, attempt: str, delay: float = 0.0
+    ) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        batch = self.settings.purge_batch_size
+        await purge_version(redis, self.keys, old.name, old.version, batch=batch, attempt=attempt)

@@ -1,0 +1,33 @@
+"""What memoserve wrote to a Redis master, found through the service's own KeySpace."""
+
+from __future__ import annotations
+
+import redis
+
+from devtools.localstack.processes import LOOPBACK, SentinelCluster
+from service.cache.keys import KeySpace
+
+
+def master_keys(cluster: SentinelCluster, pattern: str) -> list[bytes]:
+    """Keys matching ``pattern`` on the current master."""
+    with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as r:
+        return list(r.scan_iter(match=pattern))
+
+
+def master_ttl(cluster: SentinelCluster, key: bytes) -> int:
+    """Seconds to live of ``key`` on the current master (-1: no expiry, -2: absent)."""
+    with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as r:
+        return int(r.ttl(key))
+
+
+def row_entries(
+    cluster: SentinelCluster, keys: KeySpace, model: str, version: str = "*", output: str = "*"
+) -> list[bytes]:
+    """Cached rows of ``model`` (any version or output unless named)."""
+    return master_keys(cluster, keys.row_prefix(model, version, output) + "*")
+
+
+def version_keys(cluster: SentinelCluster, keys: KeySpace, model: str, version: str) -> list[bytes]:
+    """Every key a purge of ``model``/``version`` must remove: its rows and hot sets."""
+    hot = master_keys(cluster, keys.hot(model, version, "*"))
+    return master_keys(cluster, keys.version_pattern(model, version)) + hot
