@@ -1,0 +1,108 @@
+"""PromotionCoordinator: which deliveries and events refresh the worker, and what they tell
+the other workers (over a real redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from service.cache.keys import KeySpace
+from service.cache.redis import RedisCache
+from service.errors import RegistryUnavailable
+from service.models.manager import ModelManager
+from service.promotion.coordinator import PromotionCoordinator, WebhookOutcome
+from service.promotion.events import EventBus
+from tests.support.sources import MovableAlias
+
+ALIAS_MOVED = {
+    "entity": "model_version_alias",
+    "action": "created",
+    "data": {"name": "m", "alias": "champion", "version": "2"},
+}
+
+
+@pytest.fixture
+async def manager() -> AsyncIterator[ModelManager]:
+    m = ModelManager(MovableAlias("1"))
+    await m.refresh("start-up")
+    yield m
+    await m.stop()
+
+
+async def served(manager: ModelManager, version: str) -> None:
+    while manager.current is None or manager.current.version != version:
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize(
+    ("payload", "outcome"),
+    [
+        ({**ALIAS_MOVED, "action": "deleted"}, WebhookOutcome.NOT_AN_ALIAS_EVENT),
+        (
+            {**ALIAS_MOVED, "data": {"name": "other", "alias": "champion"}},
+            WebhookOutcome.OTHER_MODEL,
+        ),
+        ({**ALIAS_MOVED, "data": {"name": "m", "alias": "staging"}}, WebhookOutcome.OTHER_MODEL),
+    ],
+)
+async def test_deliveries_for_something_else_change_nothing(
+    manager: ModelManager, payload: dict[str, Any], outcome: WebhookOutcome
+) -> None:
+    source = manager.source
+    assert isinstance(source, MovableAlias)
+    source.version = "2"  # the alias did move: only the payload decides that we ignore it
+    coordinator = PromotionCoordinator(manager, None)
+    assert await coordinator.on_webhook(payload) is outcome
+    assert outcome.status_code == 200
+    await coordinator.stop()
+    assert manager.current is not None and manager.current.version == "1"
+
+
+async def test_an_accepted_delivery_tells_every_worker_and_refreshes_this_one(
+    manager: ModelManager, redis_cache: RedisCache, keys: KeySpace
+) -> None:
+    assert isinstance(manager.source, MovableAlias)
+    manager.source.version = "2"
+    heard: list[dict[str, Any]] = []
+    sibling = EventBus(redis_cache, keys.events)
+
+    async def listen(event: dict[str, Any]) -> None:
+        heard.append(event)
+
+    sibling.start(listen)
+    coordinator = PromotionCoordinator(manager, EventBus(redis_cache, keys.events))
+    try:
+        await asyncio.wait_for(sibling.subscribed.wait(), 5)
+        outcome = await coordinator.on_webhook(ALIAS_MOVED)
+        assert (outcome, outcome.status_code) == (WebhookOutcome.ACCEPTED, 202)
+        await asyncio.wait_for(served(manager, "2"), 5)
+        while not heard:
+            await asyncio.sleep(0.005)
+    finally:
+        await sibling.stop()
+        await coordinator.stop()
+    assert heard == [{"type": "alias_changed", "model": "m", "alias": "champion", "version": "2"}]
+
+
+async def test_an_unreachable_registry_fails_the_delivery(manager: ModelManager) -> None:
+    assert isinstance(manager.source, MovableAlias)
+    manager.source.unreachable = True
+    with pytest.raises(RegistryUnavailable):
+        await PromotionCoordinator(manager, None).on_webhook(ALIAS_MOVED)
+
+
+async def test_events_refresh_or_fence_this_worker(manager: ModelManager) -> None:
+    coordinator = PromotionCoordinator(manager, None)
+    await coordinator.on_event({"type": "serving", "model": "other", "version": "2"})
+    assert manager.fence is None
+    await coordinator.on_event({"type": "serving", "model": "m", "version": "2"})
+    assert manager.fence == "2"
+    assert isinstance(manager.source, MovableAlias)
+    manager.source.version = "2"
+    await coordinator.on_event({"type": "alias_changed", "model": "m"})
+    await asyncio.wait_for(served(manager, "2"), 5)
+    assert manager.fence is None
+    await coordinator.stop()

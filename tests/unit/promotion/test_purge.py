@@ -1,0 +1,57 @@
+"""purge_version against a real redis-server: one version's rows and hot sets go, the rest
+stays; a rollback or another replica's purge skips it."""
+
+from __future__ import annotations
+
+from service.cache.keys import KeySpace
+from service.cache.redis import RedisCache
+from service.promotion.purge import purge_version
+from tests.support.metrics import sample
+
+
+async def seed(redis: RedisCache, keys: KeySpace, version: str, rows: int) -> list[str]:
+    written = [keys.row_prefix("m", version, "predict") + f"{i:032x}" for i in range(rows)]
+    written.append(keys.row_prefix("m", version, "predict_proba") + "0" * 32)
+    written.append(keys.hot("m", version, "predict"))
+    await redis.set_many([(k, b"1") for k in written], 60)
+    return written
+
+
+async def exists(redis: RedisCache, names: list[str]) -> int:
+    return int(await redis.run(lambda r: r.exists(*names)))
+
+
+async def test_every_key_of_the_version_goes_and_nothing_else(
+    redis_cache: RedisCache, keys: KeySpace
+) -> None:
+    old = await seed(redis_cache, keys, "1", 25)
+    kept = await seed(redis_cache, keys, "2", 3)
+    other = await seed(redis_cache, KeySpace(keys.namespace + "x"), "1", 3)
+    await redis_cache.set_many([(keys.active("m"), b"2")], 60)
+    before = sample("memoserve_cache_purged_keys_total")
+
+    purged = await purge_version(redis_cache, keys, "m", "1", batch=10, attempt="swap")
+
+    assert purged == len(old)
+    assert await exists(redis_cache, old) == 0
+    assert await exists(redis_cache, kept + other) == len(kept + other)
+    assert sample("memoserve_cache_purged_keys_total") == before + len(old)
+    assert await exists(redis_cache, [keys.purge_lock("m", "1", "swap")]) == 0  # released
+
+
+async def test_a_version_active_again_is_not_purged(
+    redis_cache: RedisCache, keys: KeySpace
+) -> None:
+    old = await seed(redis_cache, keys, "1", 3)
+    await redis_cache.set_many([(keys.active("m"), b"1")], 60)  # rolled back to 1
+    assert await purge_version(redis_cache, keys, "m", "1", batch=10, attempt="sweep") is None
+    assert await exists(redis_cache, old) == len(old)
+
+
+async def test_another_replicas_purge_is_not_repeated(
+    redis_cache: RedisCache, keys: KeySpace
+) -> None:
+    old = await seed(redis_cache, keys, "1", 3)
+    await redis_cache.set_many([(keys.purge_lock("m", "1", "swap"), b"1")], 60)
+    assert await purge_version(redis_cache, keys, "m", "1", batch=10, attempt="swap") is None
+    assert await exists(redis_cache, old) == len(old)
