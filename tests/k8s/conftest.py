@@ -13,10 +13,14 @@ skip when no cluster is reachable.)
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
-from k8s_manifests import Manifest, Render, load_all
+import yaml
+from k8s_manifests import HelmTemplate, Manifest, Render, load_all
 from k8s_tools import CHART, CI_DIR, RELEASE, ROOT, Tools, find, run
 
 MISSING = "`make test` provides helm, kubectl and hadolint (`make tools`); here it could not"
@@ -61,6 +65,19 @@ def render(tools: Tools) -> Render:
         return cache[key]
 
     return _render
+
+
+@pytest.fixture()
+def helm_template(tools: Tools, tmp_path: Path) -> HelmTemplate:
+    """`helm_template(values)`: the chart rendered with `values` as a file, failing or not."""
+
+    def _template(values: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        file = tmp_path / "values.yaml"
+        file.write_text(yaml.safe_dump(values))
+        command = [tools.helm, "template", RELEASE, str(CHART), "-f", str(file)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    return _template
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -10,6 +11,8 @@ import yaml
 Manifest = dict[str, Any]
 # `render(scenario=None, *--set pairs, skip_tests=False)`: the chart rendered by `helm template`
 Render = Callable[..., list[Manifest]]
+# `helm_template(values)`: `helm template` with a values file, the completed process either way
+HelmTemplate = Callable[[dict[str, Any]], subprocess.CompletedProcess[str]]
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "Pod")
 

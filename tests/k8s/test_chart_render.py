@@ -10,16 +10,18 @@ from pathlib import Path
 import pytest
 import yaml
 from k8s_manifests import (
+    WORKLOAD_KINDS,
     Manifest,
     Render,
     containers,
     get,
+    load_all,
     matches,
     of_kind,
     pod_template,
     workloads,
 )
-from k8s_tools import CHART, SCENARIOS, Tools
+from k8s_tools import CHART, RELEASE, SCENARIOS, Tools, run
 
 pytestmark = pytest.mark.k8s
 
@@ -112,6 +114,45 @@ def test_selectors_pick_exactly_their_own_pods(render: Render, scenario: str) ->
     for workload in of_kind(manifests, "Deployment") + of_kind(manifests, "StatefulSet"):
         selector = workload["spec"]["selector"]["matchLabels"]
         assert matches(selector, pod_template(workload)["metadata"]["labels"])
+
+
+# The scaffold's labels, on every resource; `component` on all but the shared ServiceAccount,
+# Secret and dashboard.
+CHART_LABELS = {
+    "helm.sh/chart",
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+}
+COMPONENTS = {
+    REDIS: "redis",
+    f"{REDIS}-headless": "redis",
+    f"{REDIS}-scripts": "redis",
+    MLFLOW: "mlflow",
+    f"{NAME}-registry-setup": "registry-setup",
+    f"{NAME}-test-cache-hit": "test",
+}
+SHARED = {("ServiceAccount", NAME), ("Secret", NAME), ("ConfigMap", f"{NAME}-dashboard")}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_resource_carries_the_chart_labels_and_its_component(
+    render: Render, scenario: str
+) -> None:
+    for manifest in render(scenario):
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        labels = manifest["metadata"]["labels"]
+        assert CHART_LABELS <= set(labels), f"{kind}/{name}"
+        component = labels.get("app.kubernetes.io/component")
+        if (kind, name) in SHARED:
+            assert component is None, f"{kind}/{name}"
+            continue
+        assert component == COMPONENTS.get(name, "server"), f"{kind}/{name}"
+        if kind in WORKLOAD_KINDS:
+            pod_labels = pod_template(manifest)["metadata"]["labels"]
+            assert labels.items() <= pod_labels.items(), f"{kind}/{name}: its pods lack its labels"
 
 
 def test_service_exposes_the_named_http_port(default: list[Manifest]) -> None:
@@ -279,6 +320,49 @@ def test_config_and_secret_changes_roll_the_pods(render: Render) -> None:
     )
 
 
+# --- Secrets, and GitOps -----------------------------------------------------------------
+
+
+def secret_refs(manifests: list[Manifest]) -> dict[str, set[str]]:
+    """Secret names each container reads, by `<workload>/<container>`."""
+    refs: dict[str, set[str]] = {}
+    for workload in workloads(manifests):
+        for item in containers(pod_template(workload)["spec"]):
+            names = {
+                env["valueFrom"]["secretKeyRef"]["name"]
+                for env in item.get("env", [])
+                if "secretKeyRef" in env.get("valueFrom", {})
+            }
+            names |= {s["secretRef"]["name"] for s in item.get("envFrom", []) if "secretRef" in s}
+            if names:
+                refs[f"{workload['metadata']['name']}/{item['name']}"] = names
+    return refs
+
+
+def test_generated_secrets_change_on_every_render(tools: Tools) -> None:
+    """Why GitOps wants `existingSecret`: `helm template` cannot read generated values back."""
+    command = [tools.helm, "template", RELEASE, str(CHART)]
+    assert run(*command) != run(*command)
+
+
+def test_existing_secrets_render_no_secret_and_the_same_manifests(tools: Tools) -> None:
+    command = [tools.helm, "template", RELEASE, str(CHART)]
+    command += ["--set", "existingSecret=creds", "--set", "mlflow.existingSecret=mlflow-creds"]
+    first = run(*command)
+    assert run(*command) == first
+    manifests = load_all(first)
+    assert of_kind(manifests, "Secret") == []
+    refs = secret_refs(manifests)
+    assert refs.pop(f"{MLFLOW}/mlflow") == {"mlflow-creds"}
+    assert {f"{NAME}/memoserve", f"{REDIS}/redis", f"{NAME}-registry-setup/registry-setup"} <= set(
+        refs
+    )
+    assert set().union(*refs.values()) == {"creds"}
+    for workload in (server(manifests), get(manifests, "Deployment", MLFLOW)):
+        annotations = pod_template(workload)["metadata"].get("annotations") or {}
+        assert "checksum/secret" not in annotations
+
+
 # --- Redis Sentinel ----------------------------------------------------------------------
 
 
@@ -414,7 +498,7 @@ def test_external_redis_runs_no_redis(render: Render) -> None:
     }
 
 
-# --- MLflow and the registry-setup job -------------------------------------------------------
+# --- MLflow and the registry-setup job ---------------------------------------------------
 
 
 def test_mlflow_server(default: list[Manifest]) -> None:
@@ -479,18 +563,7 @@ def test_no_registry_setup_without_demo_and_webhook(render: Render) -> None:
     assert of_kind(manifests, "Job") == []
 
 
-# --- helm test, monitoring --------------------------------------------------------------------
-
-
-def test_helm_test_pod_checks_a_cache_hit(default: list[Manifest], render: Render) -> None:
-    pod = get(default, "Pod", f"{NAME}-test-cache-hit")
-    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    (item,) = pod["spec"]["containers"]
-    script = item["args"][0]
-    assert f"http://{NAME}:8080/invocations" in script
-    assert script.count("post()") >= 2 and '== "HIT"' in script
-    compile(script, "test-cache-hit", "exec")  # the embedded script is valid Python
-    assert of_kind(render(None, skip_tests=True), "Pod") == []
+# --- monitoring --------------------------------------------------------------------------
 
 
 def test_service_monitor_only_on_request(default: list[Manifest], render: Render) -> None:

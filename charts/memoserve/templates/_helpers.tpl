@@ -52,22 +52,39 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The release runs three workloads (memoserve, Redis, MLflow) that share the scaffold's selector
-labels; `app.kubernetes.io/component` tells them apart, so every selector carries it.
+The release runs several workloads (memoserve, Redis, MLflow, the hook Job, the test pod) that
+share the scaffold's labels; `app.kubernetes.io/component` tells them apart, so every selector
+carries it. Both take the root context and the component's name:
+  {{ include "memoserve.componentLabels" (dict "context" $ "component" "redis") }}
 */}}
-{{- define "memoserve.server.selectorLabels" -}}
-{{ include "memoserve.selectorLabels" . }}
-app.kubernetes.io/component: server
+{{- define "memoserve.componentLabels" -}}
+{{ include "memoserve.labels" .context }}
+app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
-{{- define "memoserve.redis.selectorLabels" -}}
-{{ include "memoserve.selectorLabels" . }}
-app.kubernetes.io/component: redis
+{{- define "memoserve.componentSelectorLabels" -}}
+{{ include "memoserve.selectorLabels" .context }}
+app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
-{{- define "memoserve.mlflow.selectorLabels" -}}
-{{ include "memoserve.selectorLabels" . }}
-app.kubernetes.io/component: mlflow
+{{/*
+Security contexts, from a values dict (`podSecurityContext`, `redis.securityContext`, ...), for
+every pod and container of the chart. Each workload has its own dict because each image has its
+own uid; the schema's $defs hold them all to one shape. An empty dict renders no securityContext.
+  {{- include "memoserve.containerSecurityContext" .Values.redis.securityContext | nindent 10 }}
+*/}}
+{{- define "memoserve.podSecurityContext" -}}
+{{- with . -}}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "memoserve.containerSecurityContext" -}}
+{{- with . -}}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/*
