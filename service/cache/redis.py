@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from service.cache.base import PredictionCache
 from service.cache.breaker import BreakerState, CircuitBreaker
+from service.cache.envelope import seal, unseal
 from service.errors import CacheUnavailable
 from service.observability import metrics
 from service.settings import Settings
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 _OK = metrics.REDIS_COMMANDS.labels("ok")
 _ERROR = metrics.REDIS_COMMANDS.labels("error")
 _REJECTED = metrics.REDIS_COMMANDS.labels("rejected")
+_CORRUPT = metrics.CACHE_CORRUPT
 
 
 def build_redis(settings: Settings) -> Redis | None:
@@ -101,16 +103,28 @@ class RedisCache(PredictionCache):
         return result
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values for ``keys``; one that is not an intact frame is a miss, and counted."""
+
         async def mget(r: Redis) -> list[bytes | None]:
             return cast(list[bytes | None], await r.mget(keys))
 
-        return await self.run(mget)
+        values = await self.run(mget)
+        out: list[bytes | None] = []
+        for value in values:
+            if value is None:
+                out.append(None)
+                continue
+            payload = unseal(value)
+            if payload is None:
+                _CORRUPT.inc()
+            out.append(payload)
+        return out
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl_seconds: int) -> None:
         async def write(r: Redis) -> None:
             async with r.pipeline(transaction=False) as pipe:
                 for key, value in items:
-                    pipe.set(key, value, ex=ttl_seconds)
+                    pipe.set(key, seal(value), ex=ttl_seconds)
                 await pipe.execute()
 
         await self.run(write)

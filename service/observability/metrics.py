@@ -61,6 +61,10 @@ MODEL_RELOADS = Counter(
     "memoserve_model_reloads", "Model versions loaded, by outcome.", ["outcome"]
 )
 PURGED_KEYS = Counter("memoserve_cache_purged_keys", "Keys of old versions unlinked.")
+CACHE_CORRUPT = Counter(
+    "memoserve_cache_corrupt_entries",
+    "Shared-cache values that were not an intact frame: treated as misses and rewritten.",
+)
 CACHE_WRITE_ERRORS = Counter(
     "memoserve_cache_write_errors", "Background cache writes that failed (entry not stored)."
 )

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from devtools.localstack.processes import LOOPBACK, SentinelCluster
+from service.cache.envelope import seal, unseal
 from tests.conftest import IRIS_COLUMNS, IRIS_ROWS
 from tests.integration.conftest import ReplicaFactory, metric
 from tests.support.keys import master_keys, master_ttl, row_entries
@@ -173,10 +174,10 @@ def test_cache_control_over_redis(
         assert len(entries()) == 1
         (key,) = entries()
         real_value = db.get(key)
-        assert real == b'{"predictions":[' + real_value + b"]}"
+        assert real == b'{"predictions":[' + unseal(real_value) + b"]}"
 
         # A value only Redis holds: answered from Redis (the L1 is off).
-        db.set(key, b"42", ex=600)
+        db.set(key, seal(b"42"), ex=600)
         r = c.post("/invocations", json=split(IRIS_ROWS[:1]))
         assert (r.status_code, r.headers["x-cache"]) == (200, "HIT")
         assert r.content == b'{"predictions":[42]}'
