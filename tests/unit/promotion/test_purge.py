@@ -17,6 +17,11 @@ async def seed(redis: RedisCache, keys: KeySpace, version: str, rows: int) -> li
     return written
 
 
+async def put(redis: RedisCache, key: str, value: bytes) -> None:
+    """A plain string key, as the service writes the steering keys (not a framed row)."""
+    await redis.run(lambda r: r.set(key, value, ex=60))
+
+
 async def exists(redis: RedisCache, names: list[str]) -> int:
     return int(await redis.run(lambda r: r.exists(*names)))
 
@@ -27,7 +32,7 @@ async def test_every_key_of_the_version_goes_and_nothing_else(
     old = await seed(redis_cache, keys, "1", 25)
     kept = await seed(redis_cache, keys, "2", 3)
     other = await seed(redis_cache, KeySpace(keys.namespace + "x"), "1", 3)
-    await redis_cache.set_many([(keys.active("m"), b"2")], 60)
+    await put(redis_cache, keys.active("m"), b"2")
     before = sample("memoserve_cache_purged_keys_total")
 
     purged = await purge_version(redis_cache, keys, "m", "1", batch=10, attempt="swap")
@@ -43,7 +48,7 @@ async def test_a_version_active_again_is_not_purged(
     redis_cache: RedisCache, keys: KeySpace
 ) -> None:
     old = await seed(redis_cache, keys, "1", 3)
-    await redis_cache.set_many([(keys.active("m"), b"1")], 60)  # rolled back to 1
+    await put(redis_cache, keys.active("m"), b"1")  # rolled back to 1
     assert await purge_version(redis_cache, keys, "m", "1", batch=10, attempt="sweep") is None
     assert await exists(redis_cache, old) == len(old)
 
@@ -52,6 +57,6 @@ async def test_another_replicas_purge_is_not_repeated(
     redis_cache: RedisCache, keys: KeySpace
 ) -> None:
     old = await seed(redis_cache, keys, "1", 3)
-    await redis_cache.set_many([(keys.purge_lock("m", "1", "swap"), b"1")], 60)
+    await put(redis_cache, keys.purge_lock("m", "1", "swap"), b"1")
     assert await purge_version(redis_cache, keys, "m", "1", batch=10, attempt="swap") is None
     assert await exists(redis_cache, old) == len(old)
