@@ -41,9 +41,19 @@ def release(cluster: Tools) -> Iterator[tuple[str, str]]:
     namespace = f"memoserve-test-{uuid.uuid4().hex[:6]}"
     name = "memoserve"
     install = [
-        cluster.helm, "install", name, str(CHART), "--namespace", namespace, "--create-namespace",
-        "--set", "image.tag=dev", "--wait", "--timeout", "10m",
-    ]  # fmt: skip
+        cluster.helm,
+        "install",
+        name,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--create-namespace",
+        "--set",
+        "image.tag=dev",
+        "--wait",
+        "--timeout",
+        "10m",
+    ]
     subprocess.run(install, check=True, timeout=900)
     try:
         yield namespace, name
@@ -63,9 +73,16 @@ def test_redis_fails_over_when_the_master_goes(cluster: Tools, release: tuple[st
     namespace, _ = release
     kubectl = [cluster.kubectl, "--namespace", namespace]
     ask = [
-        *kubectl, "exec", "memoserve-redis-1", "-c", "sentinel", "--",
-        "sh", "-c", "redis-cli -p 26379 SENTINEL get-master-addr-by-name mymaster | head -n1",
-    ]  # fmt: skip
+        *kubectl,
+        "exec",
+        "memoserve-redis-1",
+        "-c",
+        "sentinel",
+        "--",
+        "sh",
+        "-c",
+        "redis-cli -p 26379 SENTINEL get-master-addr-by-name mymaster | head -n1",
+    ]
     before = subprocess.run(ask, capture_output=True, text=True, check=True).stdout.strip()
     master_pod = before.split(".")[0]
     subprocess.run([*kubectl, "delete", "pod", master_pod, "--wait=false"], check=True)
