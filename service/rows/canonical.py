@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import functools
 import math
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import orjson
 
 from service.errors import InvalidInput
 from service.rows.schema import INTEGER_TYPES, InputSchema
+
+_NO_VALUE: Any = object()
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 4, 4, 40, 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,49 +138,89 @@ def _column_details(
     return details
 
 
+@dataclass(frozen=True, slots=True)
+class _Typed:
+    """Positions of the columns whose type narrows what a number may be."""
+
+    ints: list[int]
+    int32: list[int]
+    float32: list[int]
+    bools: frozenset[int]
+
+
 @functools.cache
-def _typed_columns(schema: InputSchema) -> tuple[list[int], list[int]]:
-    """Positions of the integer columns and of the float32 (``float``) columns."""
-    ints = [j for j, c in enumerate(schema.columns) if c.dtype in INTEGER_TYPES]
-    floats = [j for j, c in enumerate(schema.columns) if c.dtype == "float"]
-    return ints, floats
+def _typed_columns(schema: InputSchema) -> _Typed:
+    dtypes = [c.dtype for c in schema.columns]
+    return _Typed(
+        ints=[j for j, d in enumerate(dtypes) if d in INTEGER_TYPES],
+        int32=[j for j, d in enumerate(dtypes) if d == "integer"],
+        float32=[j for j, d in enumerate(dtypes) if d == "float"],
+        bools=frozenset(j for j, d in enumerate(dtypes) if d == "boolean"),
+    )
 
 
 _EXACT_INT = 2.0**53  # integers beyond this do not survive the float64 matrix
+_INT32 = (-(2.0**31), 2.0**31 - 1)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _numeric(rows: list[Sequence[Any]], schema: InputSchema) -> CanonicalRows:
-    ints, floats = _typed_columns(schema)
+    typed = _typed_columns(schema)
     for i, row in enumerate(rows):
         for j, v in enumerate(row):
             t = type(v)
             if t is not float and t is not int:
                 _bad_number(v, i, j, schema)
-    matrix = np.asarray(rows, dtype=np.float64)
+            elif typed.bools and j in typed.bools:
+                _refuse(i, j, schema, "expected true or false", v)
+    try:
+        matrix = np.asarray(rows, dtype=np.float64)
+    except OverflowError:  # an integer literal beyond float64
+        i, j = next(
+            (i, j)
+            for i, r in enumerate(rows)
+            for j, v in enumerate(r)
+            if type(v) is int and abs(v) > 1e308
+        )
+        _refuse(i, j, schema, "the number is too large", rows[i][j])
     if not np.isfinite(matrix).all():
         i, j = (int(x) for x in np.argwhere(~np.isfinite(matrix))[0])
-        raise InvalidInput(
-            f"row {i}, column {_col(schema, j)}: NaN and infinity are not accepted",
-            {"row": i, "column": _name(schema, j)},
-        )
-    for j in ints:
+        _refuse(i, j, schema, "NaN and infinity are not accepted")
+    for j in typed.ints:
         col = matrix[:, j]
         if not np.array_equal(col, np.round(col)):
             i = int(np.argwhere(col != np.round(col))[0][0])
-            raise InvalidInput(
-                f"row {i}, column {_col(schema, j)}: expected an integer, got {col[i]}",
-                {"row": i, "column": _name(schema, j), "expected": schema.columns[j].dtype},
-            )
+            _refuse(i, j, schema, f"expected an integer, got {col[i]}")
         if np.abs(col).max() > _EXACT_INT:
-            i = int(np.argmax(np.abs(col)))
-            raise InvalidInput(
-                f"row {i}, column {_col(schema, j)}: integers beyond 2**53 are not accepted",
-                {"row": i, "column": _name(schema, j), "expected": schema.columns[j].dtype},
+            _refuse(
+                int(np.argmax(np.abs(col))), j, schema, "integers beyond 2**53 are not accepted"
             )
-    for j in floats:  # the model sees float32: values equal in float32 are one input
-        matrix[:, j] = matrix[:, j].astype(np.float32)
+    for j in typed.int32:
+        col = matrix[:, j]
+        outside = (col < _INT32[0]) | (col > _INT32[1])
+        if outside.any():
+            _refuse(int(np.argmax(outside)), j, schema, "outside the 32-bit integer range")
+    for j in typed.float32:  # the model sees float32: values equal in float32 are one input
+        col = matrix[:, j]
+        if np.abs(col).max() > _FLOAT32_MAX:
+            _refuse(int(np.argmax(np.abs(col))), j, schema, "outside the float32 range")
+        matrix[:, j] = col.astype(np.float32)
     matrix += 0.0  # -0.0 + 0.0 == +0.0: one key for both zeros
     return CanonicalRows(matrix, [r.tobytes() for r in matrix], schema.names)
+
+
+def _refuse(i: int, j: int, schema: InputSchema, why: str, value: Any = _NO_VALUE) -> NoReturn:
+    """InvalidInput naming the row, the column, its type and why."""
+    details: dict[str, Any] = {"row": i, "column": _name(schema, j)}
+    if schema.columns:
+        details["expected"] = schema.columns[j].dtype
+    shown = "" if value is _NO_VALUE else f", got {_preview(value)}"
+    raise InvalidInput(f"row {i}, column {_col(schema, j)}: {why}{shown}", details)
+
+
+def _preview(value: Any) -> str:
+    """A short, always-renderable picture of a value (any nesting, any size)."""
+    return _REPR.repr(value)
 
 
 def _bad_number(value: Any, i: int, j: int, schema: InputSchema) -> None:
@@ -185,44 +230,52 @@ def _bad_number(value: Any, i: int, j: int, schema: InputSchema) -> None:
         return
     raise InvalidInput(
         f"row {i}, column {col}: expected a number ({dtype}), got {type(value).__name__} "
-        f"{orjson.dumps(value).decode()[:40]}",
+        f"{_preview(value)}",
         {"row": i, "column": _name(schema, j), "expected": dtype, "got": type(value).__name__},
     )
 
 
 def _mixed(rows: list[Sequence[Any]], schema: InputSchema) -> CanonicalRows:
-    values: list[list[Any]] = []
-    for i, row in enumerate(rows):
-        out: list[Any] = []
-        for j, (v, spec) in enumerate(zip(row, schema.columns, strict=True)):
-            if spec.dtype == "string":
-                if not isinstance(v, str):
-                    raise InvalidInput(
-                        f"row {i}, column {_col(schema, j)}: expected a string",
-                        {"row": i, "column": _name(schema, j), "expected": "string"},
-                    )
-                out.append(v)
-                continue
-            if type(v) is not float and type(v) is not int:
-                _bad_number(v, i, j, schema)
-            f = float(v)
-            if not math.isfinite(f):
-                raise InvalidInput(
-                    f"row {i}, column {_col(schema, j)}: NaN and infinity are not accepted"
-                )
-            if spec.dtype in INTEGER_TYPES:
-                if f != round(f):
-                    raise InvalidInput(
-                        f"row {i}, column {_col(schema, j)}: expected an integer, got {v}",
-                        {"row": i, "column": _name(schema, j), "expected": spec.dtype},
-                    )
-                out.append(int(f))
-            elif spec.dtype == "boolean":
-                out.append(bool(v))
-            else:
-                out.append(f + 0.0)
-        values.append(out)
+    values = [
+        [
+            _cell(v, i, j, spec.dtype, schema)
+            for j, (v, spec) in enumerate(zip(row, schema.columns, strict=True))
+        ]
+        for i, row in enumerate(rows)
+    ]
     return CanonicalRows(values, [orjson.dumps(r) for r in values], schema.names)
+
+
+def _cell(v: Any, i: int, j: int, dtype: str, schema: InputSchema) -> Any:
+    """One value of a row with string columns, by the same rules as the numeric path."""
+    if dtype == "string":
+        if not isinstance(v, str):
+            _refuse(i, j, schema, "expected a string", v)
+        return v
+    if dtype == "boolean":
+        if type(v) is not bool:
+            _refuse(i, j, schema, "expected true or false", v)
+        return v
+    if type(v) is not float and type(v) is not int:
+        _bad_number(v, i, j, schema)
+    if type(v) is int and abs(v) > 1e308:
+        _refuse(i, j, schema, "the number is too large", v)
+    f = float(v)
+    if not math.isfinite(f):
+        _refuse(i, j, schema, "NaN and infinity are not accepted")
+    if dtype in INTEGER_TYPES:
+        if f != round(f):
+            _refuse(i, j, schema, f"expected an integer, got {v}")
+        if abs(v) > _EXACT_INT:
+            _refuse(i, j, schema, "integers beyond 2**53 are not accepted")
+        if dtype == "integer" and not _INT32[0] <= f <= _INT32[1]:
+            _refuse(i, j, schema, "outside the 32-bit integer range")
+        return int(f)
+    if dtype == "float":
+        if abs(f) > _FLOAT32_MAX:
+            _refuse(i, j, schema, "outside the float32 range")
+        return float(np.float32(f)) + 0.0
+    return f + 0.0
 
 
 def _name(schema: InputSchema, j: int) -> str | int:
