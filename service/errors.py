@@ -37,6 +37,13 @@ class PayloadTooLarge(MemoserveError):
     code = "payload_too_large"
 
 
+class RequestTimeout(MemoserveError):
+    """The request did not arrive in time."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
 class ModelNotFound(MemoserveError):
     """No model of that name is served here."""
 

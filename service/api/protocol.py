@@ -2,22 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from service.errors import InvalidInput, PayloadTooLarge
+from service.errors import InvalidInput, PayloadTooLarge, RequestTimeout
 from service.rows.canonical import RawRows
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+"""An oversized body up to this size is read and dropped before the 413 goes out: a client that
+sends no ``Expect: 100-continue`` (urllib, requests) would otherwise get a connection reset
+instead of the answer, as the kernel resets a socket closed with unread data."""
+
+BODY_READ_SECONDS = 30.0
+"""A body that has not arrived whole by then is refused (408): a trickling client must not
+hold a worker's connection slot."""
+
+
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The body, refused with 413 as soon as it is known to be too large: from its
     Content-Length, or, sent chunked, once more than ``max_bytes`` have arrived."""
+    try:
+        async with asyncio.timeout(BODY_READ_SECONDS):
+            return await _read(request, max_bytes)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the body did not arrive within {BODY_READ_SECONDS:.0f}s",
+            {"timeout_seconds": BODY_READ_SECONDS},
+        ) from None
+
+
+async def _read(request: Request, max_bytes: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
+        if int(length) <= DRAIN_LIMIT_BYTES:
+            await _discard(request, DRAIN_LIMIT_BYTES)
         raise PayloadTooLarge(
             f"body of {length} bytes; at most {max_bytes}", {"max_bytes": max_bytes}
         )
@@ -26,9 +51,20 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
+            await _discard(request, DRAIN_LIMIT_BYTES - size)
             raise PayloadTooLarge(f"body of more than {max_bytes} bytes", {"max_bytes": max_bytes})
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _discard(request: Request, limit: int) -> None:
+    """Read and drop the rest of the body, up to ``limit`` bytes."""
+    dropped = 0
+    with contextlib.suppress(ClientDisconnect):
+        async for chunk in request.stream():
+            dropped += len(chunk)
+            if dropped > limit:
+                return
 
 
 def decode_json(body: bytes, max_bytes: int) -> Any:
