@@ -33,7 +33,7 @@ def _load_mlflow_dir(path: Path) -> tuple[Predictor, InputSchema]:
         import mlflow.sklearn
 
         estimator = mlflow.sklearn.load_model(str(path))
-        predictor = SklearnPredictor(estimator)
+        predictor = SklearnPredictor(estimator, schema.names)
         return predictor, schema if schema.columns else predictor.schema()
     import mlflow.pyfunc
 

@@ -62,19 +62,37 @@ def _rows_of(result: Any) -> list[Any]:
 
 
 class SklearnPredictor:
-    """A scikit-learn estimator; ``predict_proba`` is offered when the estimator has it."""
+    """A scikit-learn estimator; ``predict_proba`` is offered when the estimator has it.
 
-    def __init__(self, estimator: Any) -> None:
+    Rows arrive in the order of ``columns`` (the signature's); an estimator fitted on a
+    DataFrame gets them under its own ``feature_names_in_`` order, reindexed by name, never
+    relabelled by position."""
+
+    def __init__(self, estimator: Any, columns: Sequence[str] | None = None) -> None:
         self.estimator = estimator
         names = getattr(estimator, "feature_names_in_", None)
         self._names = [str(n) for n in names] if names is not None else None
+        self._order: list[int] | None = None
+        if self._names is not None and columns is not None and list(columns) != self._names:
+            if sorted(columns) != sorted(self._names):
+                raise ValueError(
+                    f"the signature's columns {list(columns)} are not the columns the model "
+                    f"was fitted on {self._names}: refusing to guess which is which"
+                )
+            position = {name: j for j, name in enumerate(columns)}
+            self._order = [position[name] for name in self._names]
         self.outputs = tuple(o for o in ("predict", "predict_proba") if hasattr(estimator, o))
 
     def __call__(self, rows: CanonicalRows, output: str) -> Sequence[Any]:
         x: Any = rows.values
+        if self._order is not None:
+            if isinstance(x, np.ndarray):
+                x = x[:, self._order]
+            else:
+                x = [[row[j] for j in self._order] for row in x]
         if self._names is not None:
             # Fitted on a DataFrame: pass one, or scikit-learn warns about feature names.
-            x = pd.DataFrame(rows.values, columns=self._names)
+            x = pd.DataFrame(x, columns=self._names)
         result: Sequence[Any] = getattr(self.estimator, output)(x)
         return result
 
