@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +23,7 @@ from service.cache.tiered import TieredCache
 from service.coalesce import Coalescer, Direct, RedisLockCoalescer, SingleFlight
 from service.dataplane import DataPlane
 from service.models.factory import build_source
-from service.models.loaded import LoadedModel
+from service.models.heap import HeapFreezer
 from service.models.manager import ModelManager
 from service.models.source import ModelSource
 from service.observability.middleware import RequestObservability
@@ -100,13 +99,14 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             hot=hot,
             registry_name=model_source.registry_name,
         )
+        freezer = HeapFreezer()
         manager = ModelManager(
             model_source,
             poll_seconds=settings.model_poll_seconds,
             retry_max_seconds=settings.model_load_retry_max_seconds,
             catch_up_seconds=settings.model_load_wait_seconds,
             before_swap=hooks.before_swap,
-            after_swap=(*hooks.after_swap, _freeze_heap),
+            after_swap=(*hooks.after_swap, freezer.after_swap),
         )
         batcher = MicroBatcher(
             max_rows=settings.batch_max_rows,
@@ -139,6 +139,7 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             await manager.stop()
             await promotion.stop()
             await hooks.stop()
+            await freezer.stop()
             await batcher.stop()
             await background.drain()
             await shared.close()
@@ -161,10 +162,3 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
     if settings.tracing_enabled:
         instrument_app(app)
     return app
-
-
-async def _freeze_heap(_old: LoadedModel | None, _new: LoadedModel) -> None:
-    # Move everything alive after a load into the permanent generation: the GC then no longer
-    # walks the model's objects, which cut hit p99 under load from ~126 ms to ~19 ms here.
-    gc.collect()
-    gc.freeze()
