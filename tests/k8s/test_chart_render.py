@@ -613,3 +613,21 @@ def test_registry_setup_without_a_registry_is_refused(tools: Tools) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "need a registry: mlflow.enabled or mlflow.external.trackingUri" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("sets", "limit"),
+    [
+        ((), "900Mi"),
+        (("modelCache.modelSizeMi=50",), "150Mi"),
+        (("modelCache.sizeLimit=2Gi",), "2Gi"),
+    ],
+)
+def test_the_model_cache_holds_three_models(
+    render: Render, sets: tuple[str, ...], limit: str
+) -> None:
+    """Serving version, rollback target and one download in progress: a promotion must not
+    fill the emptyDir (every pod would be evicted at the same promotion)."""
+    deployment = get(render(None, *sets), "Deployment", RELEASE)
+    volumes = {v["name"]: v for v in pod_template(deployment)["spec"]["volumes"]}
+    assert volumes["model-cache"]["emptyDir"]["sizeLimit"] == limit
