@@ -112,6 +112,8 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             max_rows=settings.batch_max_rows,
             max_wait_seconds=settings.batch_max_wait_ms / 1000,
             threads=settings.predict_threads,
+            timeout_seconds=settings.predict_timeout_seconds,
+            max_queued_rows=settings.max_queued_rows,
         )
         app.state.dataplane = DataPlane(
             manager,

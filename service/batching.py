@@ -11,12 +11,14 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from opentelemetry import trace
 
 from service.background import BackgroundTasks
+from service.errors import ModelTimeout, Overloaded
 from service.models.loaded import LoadedModel
 from service.observability import metrics
 from service.observability.spans import batch_span, model_attributes
@@ -37,12 +39,25 @@ class _Job:
 class MicroBatcher:
     """Merges jobs of one model version and output up to ``max_rows`` rows per call."""
 
-    def __init__(self, *, max_rows: int, max_wait_seconds: float, threads: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_rows: int,
+        max_wait_seconds: float,
+        threads: int,
+        timeout_seconds: float = 30.0,
+        max_queued_rows: int = 4096,
+    ) -> None:
         self.max_rows = max_rows
         self.max_wait = max_wait_seconds
+        self.timeout = timeout_seconds
+        self.max_queued_rows = max_queued_rows
+        self.stalled = 0
+        """Model calls past their deadline that have not returned yet (threads held)."""
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="predict")
         self._slots = asyncio.Semaphore(threads)
         self._pending: deque[_Job] = deque()
+        self._queued = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running = BackgroundTasks("model call")
@@ -61,9 +76,21 @@ class MicroBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, model: LoadedModel, output: str, rows: CanonicalRows) -> list[bytes]:
-        """Encoded outputs for ``rows``, computed in some batch."""
+        """Encoded outputs for ``rows``, computed in some batch; Overloaded at once when a
+        model call is stuck or the queue is full, rather than waiting behind them."""
+        if self.stalled:
+            raise Overloaded(
+                f"a model call has been running for more than {self.timeout:g}s",
+                {"stalled_calls": self.stalled},
+            )
+        if self._queued + len(rows) > self.max_queued_rows:
+            raise Overloaded(
+                f"{self._queued} rows wait for the model already",
+                {"max_queued_rows": self.max_queued_rows},
+            )
         future: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Job(model, output, rows, future, trace.get_current_span()))
+        self._queued += len(rows)
         self._wake.set()
         return await future
 
@@ -73,12 +100,9 @@ class MicroBatcher:
             self._wake.clear()
             while self._pending:
                 await self._slots.acquire()
-                if self.max_wait > 0 and self._queued_rows() < self.max_rows:
+                if self.max_wait > 0 and self._queued < self.max_rows:
                     await asyncio.sleep(self.max_wait)
                 self._running.spawn(self._run(self._take_batch()))
-
-    def _queued_rows(self) -> int:
-        return sum(len(j.rows) for j in self._pending)
 
     def _take_batch(self) -> list[_Job]:
         """The first job plus queued jobs of the same model version and output, up to max_rows."""
@@ -94,14 +118,16 @@ class MicroBatcher:
             else:
                 kept.append(job)
         self._pending.extendleft(reversed(kept))
+        self._queued -= rows
         return batch
 
     async def _run(self, batch: list[_Job]) -> None:
+        stuck: list[asyncio.Future[list[bytes]]] = []
         try:
             try:
-                results = await self._call(batch)
-            except Exception:
-                if len(batch) == 1:
+                results = await self._call(batch, on_stall=stuck.append)
+            except Exception as exc:
+                if len(batch) == 1 or isinstance(exc, ModelTimeout):
                     raise
                 # One request's rows must not fail its neighbours: retry each on its own.
                 for job in batch:
@@ -118,7 +144,10 @@ class MicroBatcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
         finally:
-            self._slots.release()
+            if stuck:  # it keeps its thread: no batch may queue behind it until it returns
+                stuck[0].add_done_callback(lambda _: self._slots.release())
+            else:
+                self._slots.release()
 
     async def _run_one(self, job: _Job) -> None:
         try:
@@ -130,7 +159,11 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_result(result)
 
-    async def _call(self, batch: list[_Job]) -> list[bytes]:
+    async def _call(
+        self,
+        batch: list[_Job],
+        on_stall: Callable[[asyncio.Future[list[bytes]]], object] | None = None,
+    ) -> list[bytes]:
         model, output = batch[0].model, batch[0].output
         rows = CanonicalRows.concat([j.rows for j in batch])
         loop = asyncio.get_running_loop()
@@ -140,10 +173,33 @@ class MicroBatcher:
                 model_attributes(span, model)
                 span.set_attribute("batch.size", len(rows))
                 span.set_attribute("batch.requests", len(batch))
-            result = await loop.run_in_executor(self._executor, model.predict_encoded, rows, output)
+            call = loop.run_in_executor(self._executor, model.predict_encoded, rows, output)
+            try:
+                result = await asyncio.wait_for(asyncio.shield(call), self.timeout)
+            except TimeoutError:
+                self._stall(call, model)
+                if on_stall is not None:
+                    on_stall(call)
+                raise ModelTimeout(
+                    f"model {model.name} version {model.version} did not answer within "
+                    f"{self.timeout:g}s",
+                    {"timeout_seconds": self.timeout},
+                ) from None
         metrics.PREDICT_DURATION.labels(model.name, model.version).observe(
             time.perf_counter() - start
         )
         metrics.PREDICT_BATCH_ROWS.observe(len(rows))
         metrics.PREDICT_CALLS.labels(model.name, model.version).inc()
         return result
+
+    def _stall(self, call: asyncio.Future[list[bytes]], model: LoadedModel) -> None:
+        """Count a call past its deadline until it returns (the worker is unready meanwhile)."""
+        self.stalled += 1
+        metrics.PREDICT_TIMEOUTS.inc()
+        log.error("model %s version %s stuck past %gs", model.name, model.version, self.timeout)
+
+        def returned(_: object) -> None:
+            self.stalled -= 1
+            log.warning("the stuck model call of version %s returned", model.version)
+
+        call.add_done_callback(returned)

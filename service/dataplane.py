@@ -28,6 +28,19 @@ class Prediction:
     model: LoadedModel
 
 
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """``ready``, ``loading`` (no model yet) or ``stalled`` (a model call is stuck)."""
+
+    status: str
+    model: LoadedModel | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the worker should get traffic."""
+        return self.status == "ready"
+
+
 class DataPlane:
     """Cache, model and metrics logic; the HTTP layer only parses and answers."""
 
@@ -59,9 +72,15 @@ class DataPlane:
         """The served model's name."""
         return self.manager.name
 
-    def ready(self) -> LoadedModel | None:
-        """The serving version; None until the first load (the replica is not ready)."""
-        return self.manager.current
+    def ready(self) -> Readiness:
+        """Ready once a model is loaded and no model call is stuck past its deadline. Redis is
+        deliberately not a condition: the cache fails open."""
+        model = self.manager.current
+        if model is None:
+            return Readiness("loading", None)
+        if self.batcher.stalled:
+            return Readiness("stalled", model)
+        return Readiness("ready", model)
 
     def model_for(self, name: str | None) -> LoadedModel:
         """The serving version of ``name`` (any name when None); 503 before the first load."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class MemoserveError(Exception):
@@ -10,6 +10,7 @@ class MemoserveError(Exception):
 
     status_code = 500
     code = "internal_error"
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -56,6 +57,21 @@ class NotReady(MemoserveError):
 
     status_code = 503
     code = "not_ready"
+
+
+class Overloaded(MemoserveError):
+    """Too many misses wait for the model, or a model call is stuck: come back shortly."""
+
+    status_code = 503
+    code = "overloaded"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+
+class ModelTimeout(MemoserveError):
+    """The model call did not return within its deadline."""
+
+    status_code = 504
+    code = "model_timeout"
 
 
 class Unauthorized(MemoserveError):

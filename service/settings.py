@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     predict_threads: int = Field(default=1, gt=0)
     """Threads running model calls in each worker."""
 
+    predict_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A model call still running after this fails its requests (504) and marks the worker
+    unready until it returns; meanwhile misses get 503 with `Retry-After`."""
+
+    max_queued_rows: int = Field(default=4096, gt=0)
+    """Rows of misses waiting for the model; past it a request gets 503 with `Retry-After`."""
+
     # --- HTTP ----------------------------------------------------------------------------
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     """Larger request bodies get 413."""

@@ -22,7 +22,10 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 def error_response(error: MemoserveError) -> Response:
     """The answer to ``error``, with its status."""
-    return json_response(error_body(error.code, error.message, error.details), error.status_code)
+    body = error_body(error.code, error.message, error.details)
+    response = json_response(body, error.status_code)
+    response.headers.update(error.headers)
+    return response
 
 
 async def _memoserve_error(_request: Request, exc: Exception) -> Response:

@@ -19,11 +19,12 @@ async def healthz() -> Response:
 
 @router.get("/readyz")
 async def readyz(dataplane: DataPlaneDep) -> Response:
-    """Ready once a model is loaded. Redis is deliberately not a condition: the cache fails open."""
-    model = dataplane.ready()
-    if model is None:
-        return json_response({"status": "loading", "model": dataplane.name}, 503)
-    return json_response({"status": "ready", "model": model.name, "version": model.version})
+    """Ready once a model is loaded and no model call is stuck (``DataPlane.ready``)."""
+    readiness = dataplane.ready()
+    body: dict[str, str] = {"status": readiness.status, "model": dataplane.name}
+    if readiness.model is not None:
+        body["version"] = readiness.model.version
+    return json_response(body, 200 if readiness.ok else 503)
 
 
 @router.get("/metrics")

@@ -2,17 +2,21 @@
 
 Each loaded version is kept under ``MEMOSERVE_MODEL_CACHE_DIR/<name>/<version>`` (a version's
 artifacts never change), and the last version served is remembered there, so a replica that
-restarts while MLflow is down still serves.
+restarts while MLflow is down still serves. Only what an alias serves and the version it
+replaced are kept, and one worker of a pod downloads a version while the others wait for it
+(a file lock), so promotions never fill the pod's emptyDir.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from typing import Any
 from service.models.artifact import load_artifact
 from service.models.loaded import LoadedModel
 from service.models.source import ModelSource
+from service.observability import metrics
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -116,18 +121,31 @@ class MlflowModelSource(ModelSource):
 
     def load(self, version: str) -> LoadedModel:
         path = self.cache_dir / version
-        if not (path / "MLmodel").is_file():
-            self._download(version, path)
+        with self._exclusive():
+            if not (path / "MLmodel").is_file():
+                self._download(version, path)
+            self._remember(version)
+            self._prune()
         predictor, schema = load_artifact(path)
-        self._remember(version)
         self._loaded = version
         uri = f"models:/{self.ref.name}/{version}"
         return LoadedModel(self.name, version, schema, predictor, uri=uri, alias=self.ref.alias)
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One worker of the pod at a time downloads, remembers and prunes (a file lock)."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with (self.cache_dir / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def _download(self, version: str, path: Path) -> None:
         from mlflow.artifacts import download_artifacts
 
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        metrics.MODEL_DOWNLOADS.inc()
         staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.cache_dir))
         try:
             download_artifacts(
@@ -145,15 +163,37 @@ class MlflowModelSource(ModelSource):
         return self.cache_dir / f"current-{self.ref.alias or self.ref.version}.json"
 
     def _remember(self, version: str) -> None:
+        """Record ``version`` as served, and the one it replaced as the rollback target."""
         marker = self._marker()
+        last = _read_marker(marker)
+        previous = last.get("previous")
+        if last.get("version") not in (None, version):
+            previous = last["version"]
         tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"name": self.ref.name, "version": version}))
+        record = {"name": self.ref.name, "version": version, "previous": previous}
+        tmp.write_text(json.dumps(record))
         tmp.replace(marker)
 
     def _remembered(self) -> str | None:
-        try:
-            data = json.loads(self._marker().read_text())
-        except (OSError, ValueError):
-            return None
-        version = str(data.get("version", ""))
-        return version if (self.cache_dir / version / "MLmodel").is_file() else None
+        version = str(_read_marker(self._marker()).get("version", ""))
+        return version if version and (self.cache_dir / version / "MLmodel").is_file() else None
+
+    def _prune(self) -> None:
+        """Keep what any alias serves and its previous version; drop older versions and
+        staging copies left by a download that died (the emptyDir has a size limit)."""
+        keep: set[str] = set()
+        for marker in self.cache_dir.glob("current-*.json"):
+            data = _read_marker(marker)
+            keep.update(str(data[k]) for k in ("version", "previous") if data.get(k))
+        for entry in self.cache_dir.iterdir():
+            if entry.is_dir() and entry.name not in keep:
+                log.info("dropping the local copy of %s", entry.name)
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _read_marker(marker: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

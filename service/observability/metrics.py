@@ -47,6 +47,10 @@ PREDICT_BATCH_ROWS = Histogram(
     "Rows per model call.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
+PREDICT_TIMEOUTS = Counter(
+    "memoserve_predict_timeouts",
+    "Model calls still running past MEMOSERVE_PREDICT_TIMEOUT_SECONDS.",
+)
 PREDICT_CALLS = Counter("memoserve_predict_calls", "Model calls.", ["model", "version"])
 COALESCED_WAITS = Counter(
     "memoserve_coalesced_waits", "Rows that waited on another request's computation.", ["scope"]
@@ -59,6 +63,14 @@ MODEL_INFO = Gauge(
 )
 MODEL_RELOADS = Counter(
     "memoserve_model_reloads", "Model versions loaded, by outcome.", ["outcome"]
+)
+MODEL_POLLS = Counter(
+    "memoserve_model_polls",
+    "Alias polls of the registry, by outcome (error: it could not be read or loaded).",
+    ["outcome"],
+)
+MODEL_DOWNLOADS = Counter(
+    "memoserve_model_downloads", "Model versions downloaded from the registry (one per pod)."
 )
 PURGED_KEYS = Counter("memoserve_cache_purged_keys", "Keys of old versions unlinked.")
 CACHE_CORRUPT = Counter(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from service.batching import MicroBatcher
+from service.errors import ModelTimeout, Overloaded
 from service.models.loaded import LoadedModel
 from service.rows.canonical import CanonicalRows
 from service.rows.schema import InputSchema
@@ -93,3 +94,43 @@ async def test_a_refused_job_fails_alone_not_its_neighbours(batcher: MicroBatche
     with pytest.raises(ValueError, match="negative"):
         await bad
     assert predictor.calls == [1, 2, 1, 1]  # the merged call failed; each job retried alone
+
+
+async def test_a_stuck_call_fails_its_request_and_misses_fail_fast_until_it_returns() -> None:
+    batcher = MicroBatcher(max_rows=4, max_wait_seconds=0, threads=1, timeout_seconds=0.05)
+    batcher.start()
+    predictor = Summing()  # its gate stays shut: the call hangs
+    m = model(predictor)
+    try:
+        with pytest.raises(ModelTimeout):
+            await batcher.submit(m, "predict", rows(1))
+        assert batcher.stalled == 1
+        with pytest.raises(Overloaded, match="running for more than"):
+            await batcher.submit(m, "predict", rows(2))  # at once, not after another deadline
+        predictor.gate.set()  # the stuck call returns
+        while batcher.stalled:
+            await asyncio.sleep(0.01)
+        assert await batcher.submit(m, "predict", rows(3)) == [b"3.0"]
+    finally:
+        predictor.gate.set()
+        await batcher.stop()
+
+
+async def test_a_full_queue_answers_overloaded_at_once() -> None:
+    batcher = MicroBatcher(max_rows=4, max_wait_seconds=0, threads=1, max_queued_rows=3)
+    batcher.start()
+    predictor = Summing()
+    m = model(predictor)
+    try:
+        first = asyncio.create_task(batcher.submit(m, "predict", rows(1)))
+        await asyncio.to_thread(predictor.entered.wait, 5)  # busy; the queue fills behind it
+        queued = asyncio.create_task(batcher.submit(m, "predict", rows(2, 2)))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit(m, "predict", rows(3, 3))  # 2 + 2 rows > 3
+        assert refused.value.headers == {"Retry-After": "1"}
+        predictor.gate.set()
+        assert await first == [b"1.0"] and await queued == [b"2.0", b"2.0"]
+    finally:
+        predictor.gate.set()
+        await batcher.stop()
