@@ -157,7 +157,10 @@ class ModelManager:
             try:
                 await self.refresh("poll")
             except Exception as exc:  # noqa: BLE001 - the poll must survive registry outages
+                metrics.MODEL_POLLS.labels("error").inc()
                 log.warning("model poll failed: %s: %s", type(exc).__name__, exc)
+            else:
+                metrics.MODEL_POLLS.labels("ok").inc()
 
 
 async def _run_hook(hook: SwapHook, old: LoadedModel | None, new: LoadedModel, when: str) -> None:

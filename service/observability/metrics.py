@@ -69,6 +69,11 @@ MODEL_POLLS = Counter(
     "Alias polls of the registry, by outcome (error: it could not be read or loaded).",
     ["outcome"],
 )
+MODEL_POLLS = Counter(
+    "memoserve_model_polls",
+    "Alias polls of the registry, by outcome (error: it could not be read or loaded).",
+    ["outcome"],
+)
 MODEL_DOWNLOADS = Counter(
     "memoserve_model_downloads", "Model versions downloaded from the registry (one per pod)."
 )

@@ -38,13 +38,21 @@ class MovableAlias(ModelSource):
         self.unreachable = False
         self.gates: dict[str, threading.Event] = {}
         self.slow_read: threading.Event | None = None
+        self.reading = threading.Event()
+        """Set once a slow read has begun."""
+        self.reads = 0
+        """Times the alias was read."""
+        self._counting = threading.Lock()
 
     def resolve(self) -> str:
+        with self._counting:  # reads come from threads
+            self.reads += 1
         if self.unreachable:
             raise ConnectionError("registry unreachable")
         version = self.version  # what the registry said when asked...
         if self.slow_read is not None:
             gate, self.slow_read = self.slow_read, None
+            self.reading.set()
             gate.wait(5)  # ...arrives late
         return version
 
