@@ -81,20 +81,21 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
         keys = KeySpace(settings.namespace)
         background = BackgroundTasks("cache write")
         shared, l1, redis = build_caches(settings)
+        background_redis = redis.sibling() if redis is not None else None
         cache = TieredCache(shared, l1, background, ttl_seconds=settings.cache_ttl_seconds)
         hot = None
-        if redis is not None and settings.warmup_top_k > 0:
+        if background_redis is not None and settings.warmup_top_k > 0:
             rate, bound = settings.hot_sample_rate, settings.hot_max_entries
-            hot = HotInputs(redis, background, rate=rate, max_entries=bound)
+            hot = HotInputs(background_redis, background, rate=rate, max_entries=bound)
         bus = None
-        if redis is not None and settings.events_enabled:
-            bus = EventBus(redis, keys.events)
+        if background_redis is not None and settings.events_enabled:
+            bus = EventBus(background_redis, keys.events)
         model_source = source or build_source(settings)
         hooks = SwapHooks(
             settings,
             keys,
             cache,
-            redis=redis,
+            redis=background_redis,
             bus=bus,
             hot=hot,
             registry_name=model_source.registry_name,

@@ -211,6 +211,8 @@ def start_redis(name: str, workdir: Path, *, replica_of: int | None = None) -> P
         str(workdir),
         "--protected-mode",
         "no",
+        "--enable-debug-command",
+        "local",  # the chaos suite stalls a master with DEBUG SLEEP
     ]
     if replica_of is not None:
         argv += ["--replicaof", LOOPBACK, str(replica_of)]

@@ -64,10 +64,25 @@ class RedisCache(PredictionCache):
 
     layer = "redis"
 
-    def __init__(self, client: Redis, breaker: CircuitBreaker, *, deadline_seconds: float) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        breaker: CircuitBreaker,
+        *,
+        deadline_seconds: float,
+        owns_client: bool = True,
+    ) -> None:
         self.client = client
         self.breaker = breaker
         self._deadline = deadline_seconds
+        self._owns_client = owns_client
+
+    def sibling(self) -> RedisCache:
+        """The same connections behind a breaker of their own, for background work (hot-row
+        sampling, warm-up, purges, events): its failures must not open the breaker that
+        guards the request path, nor its open state silence them."""
+        breaker = CircuitBreaker(self.breaker.failure_threshold, self.breaker.reset_seconds)
+        return RedisCache(self.client, breaker, deadline_seconds=self._deadline, owns_client=False)
 
     @classmethod
     def from_settings(cls, client: Redis, settings: Settings) -> RedisCache:
@@ -130,7 +145,8 @@ class RedisCache(PredictionCache):
         await self.run(write)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._owns_client:
+            await self.client.aclose()
 
 
 def _export_state(state: BreakerState) -> None:
