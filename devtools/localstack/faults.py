@@ -19,9 +19,13 @@ import asyncio
 import socket
 import struct
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from devtools.localstack.processes import LOOPBACK, free_port
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -100,8 +104,8 @@ class FaultProxy:
         """Reset (RST, not FIN) every live connection; returns how many."""
         return self._call(self._reset_all())
 
-    def _call(self, coro: object) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)  # type: ignore[arg-type]
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     async def _listen(self) -> None:
         self._resume.set()
