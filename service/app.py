@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             poll_seconds=settings.model_poll_seconds,
             retry_max_seconds=settings.model_load_retry_max_seconds,
             catch_up_seconds=settings.model_load_wait_seconds,
+            before_load=hooks.before_load,
             before_swap=hooks.before_swap,
             after_swap=(*hooks.after_swap, freezer.after_swap),
         )

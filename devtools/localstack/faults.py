@@ -7,6 +7,7 @@ switches faults with plain calls while traffic flows::
     proxy.set(latency=0.5)   # every chunk, both ways, half a second late
     proxy.set(stall=True)    # bytes are held, connections stay open: a silent dead peer
     proxy.set(refuse=True)   # new connections are accepted and reset at once
+    proxy.stall_live()       # hold the live connections' bytes for good (new ones pass)
     proxy.reset_live()       # RST every live connection now
     proxy.set(cut_after=4096)  # reset a connection after that many bytes towards the client
     proxy.set()              # pass bytes through again
@@ -44,6 +45,7 @@ class _Link:
     upstream: asyncio.StreamWriter
     to_client: int = 0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    flowing: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class FaultProxy:
@@ -100,6 +102,17 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(apply)
         self._call(asyncio.sleep(0))  # applied before this returns
 
+    def stall_live(self) -> int:
+        """Hold the bytes of every live connection for good, without closing it (new ones
+        pass): a peer that died silently. Returns how many."""
+
+        async def stall() -> int:
+            for link in self._links:
+                link.flowing.clear()
+            return len(self._links)
+
+        return self._call(stall())
+
     def reset_live(self) -> int:
         """Reset (RST, not FIN) every live connection; returns how many."""
         return self._call(self._reset_all())
@@ -139,6 +152,7 @@ class FaultProxy:
             _rst(writer)
             return
         link = _Link(writer, up_writer)
+        link.flowing.set()
         self._links.add(link)
         link.tasks = [
             asyncio.create_task(self._pump(reader, up_writer, link, towards_client=False)),
@@ -159,6 +173,7 @@ class FaultProxy:
                 if not chunk:
                     break
                 await self._resume.wait()  # a stall holds the bytes, the socket stays open
+                await link.flowing.wait()
                 if self.faults.latency:
                     await asyncio.sleep(self.faults.latency)
                 if towards_client and self.faults.cut_after is not None:

@@ -4,7 +4,9 @@ Each gunicorn worker has its own manager, and workers swap independently. So tha
 that got an answer of the new version from one worker never gets one of the old version from
 another, a worker announces a swap just before it makes it (``before_swap``, over Redis), and
 a worker still on another version that hears of it sets ``fence``: its requests then wait,
-bounded, for its own refresh instead of answering with the version being replaced.
+bounded, for its own refresh instead of answering with the version being replaced. To keep
+that wait short, a worker also announces a load when it starts one (``before_load``), so its
+siblings load the new version at the same time rather than after the fence.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from service.observability import metrics
 log = logging.getLogger(__name__)
 
 SwapHook = Callable[[LoadedModel | None, LoadedModel], Awaitable[None]]
+LoadHook = Callable[[LoadedModel | None, str], Awaitable[None]]
+"""Called with the serving version (None at start-up) and the version about to load."""
 
 
 class ModelManager:
@@ -34,6 +38,7 @@ class ModelManager:
         poll_seconds: float = 0.0,
         retry_max_seconds: float = 30.0,
         catch_up_seconds: float = 30.0,
+        before_load: Sequence[LoadHook] = (),
         before_swap: Sequence[SwapHook] = (),
         after_swap: Sequence[SwapHook] = (),
     ) -> None:
@@ -42,6 +47,7 @@ class ModelManager:
         self.retry_max_seconds = retry_max_seconds
         self.catch_up_seconds = catch_up_seconds
         self.current: LoadedModel | None = None
+        self.before_load = tuple(before_load)
         self.before_swap = tuple(before_swap)
         self.after_swap = tuple(after_swap)
         self._lock = asyncio.Lock()
@@ -111,6 +117,11 @@ class ModelManager:
             self.fence = None
 
     async def _swap_to(self, version: str, reason: str) -> bool:
+        for announce in self.before_load:
+            try:
+                await announce(self.current, version)
+            except Exception:
+                log.exception("before-load hook failed")
         try:
             model = await asyncio.to_thread(self.source.load, version)
         except Exception:

@@ -72,11 +72,16 @@ class PromotionCoordinator:
         return WebhookOutcome.ACCEPTED
 
     async def on_event(self, event: dict[str, Any]) -> None:
-        """An event from the channel: refresh on ``alias_changed``, fence on ``serving``."""
+        """An event from the channel: refresh on ``alias_changed`` or a sibling's ``loading``
+        (and after the subscription was lost: events may have been missed), fence on
+        ``serving``."""
+        if event.get("type") == "resubscribed":
+            self._refreshes.spawn(self.manager.refresh("resubscribed"))
+            return
         name = self.manager.source.registry_name
         if name is None or event.get("model") != name:
             return
-        if event.get("type") == "alias_changed":
-            self._refreshes.spawn(self.manager.refresh("pubsub"))
+        if event.get("type") in ("alias_changed", "loading"):
+            self._refreshes.spawn(self.manager.refresh(f"pubsub {event['type']}"))
         elif event.get("type") == "serving" and isinstance(event.get("version"), str):
             self.manager.served_elsewhere(event["version"])

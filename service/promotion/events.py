@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from service.cache.redis import RedisCache
@@ -19,14 +20,23 @@ log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class EventBus:
-    """Publishes through the breaker; listens on its own connection, reconnecting with backoff
-    (a Sentinel failover drops the subscription; messages sent meanwhile are lost, which is
-    why the alias poll exists)."""
+RESUBSCRIBED = {"type": "resubscribed"}
+"""Handed to the handler after a lost subscription is back: events sent meanwhile are lost,
+so whoever listens should look for itself (re-read the alias)."""
 
-    def __init__(self, redis: RedisCache, channel: str) -> None:
+
+class EventBus:
+    """Publishes through the breaker; listens on its own connection, reconnecting with backoff.
+
+    A subscription can die loudly (a reset, a Sentinel failover) or silently (a peer that
+    holds every byte and never closes: nothing would ever arrive again). So the listener pings
+    every ``keepalive_seconds`` and reconnects when nothing, not even a pong, came back for
+    three of them."""
+
+    def __init__(self, redis: RedisCache, channel: str, *, keepalive_seconds: float = 1.0) -> None:
         self.redis = redis
         self.channel = channel
+        self.keepalive = keepalive_seconds
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
 
@@ -52,18 +62,16 @@ class EventBus:
                 await self._task
 
     async def _listen(self, handler: Handler) -> None:
-        delay = 0.2
+        delay, lost = 0.2, False
         while True:
-            pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.redis.client.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
-                self.subscribed.set()
-                delay = 0.2
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        await self._dispatch(message["data"], handler)
+                await self._until_silent(pubsub, handler, resubscribed=lost)
             except (RedisError, OSError, TimeoutError) as exc:
+                lost = True
+                if self.subscribed.is_set():  # it had worked: retry soon
+                    delay = 0.2
                 self.subscribed.clear()
                 log.info("event subscription lost (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
@@ -72,6 +80,29 @@ class EventBus:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    async def _until_silent(self, pubsub: PubSub, handler: Handler, *, resubscribed: bool) -> None:
+        """Hand messages over; raise TimeoutError once the connection stays silent."""
+        loop = asyncio.get_running_loop()
+        heard = pinged = loop.time()
+        confirmed = False
+        while True:
+            message = await pubsub.get_message(timeout=self.keepalive)
+            now = loop.time()
+            if message is not None:
+                heard = now
+                if not confirmed:  # the subscription's confirmation: this connection works
+                    confirmed = True
+                    self.subscribed.set()
+                    if resubscribed:
+                        await self._handle(dict(RESUBSCRIBED), handler)
+                if message.get("type") == "message":
+                    await self._dispatch(message["data"], handler)
+            if now - heard > 3 * self.keepalive:
+                raise TimeoutError(f"no answer on {self.channel} for {now - heard:.1f}s")
+            if now - pinged >= self.keepalive:
+                await pubsub.ping()
+                pinged = now
+
     async def _dispatch(self, data: bytes, handler: Handler) -> None:
         try:
             event = orjson.loads(data)
@@ -79,7 +110,11 @@ class EventBus:
             log.warning("ignoring a malformed event on %s", self.channel)
             return
         if isinstance(event, dict):
-            try:
-                await handler(event)
-            except Exception:
-                log.exception("event handler failed for %s", event.get("type"))
+            await self._handle(event, handler)
+
+    @staticmethod
+    async def _handle(event: dict[str, Any], handler: Handler) -> None:
+        try:
+            await handler(event)
+        except Exception:
+            log.exception("event handler failed for %s", event.get("type"))

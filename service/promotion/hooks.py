@@ -14,7 +14,7 @@ from service.cache.redis import RedisCache
 from service.cache.tiered import TieredCache
 from service.errors import CacheUnavailable
 from service.models.loaded import LoadedModel
-from service.models.manager import SwapHook
+from service.models.manager import LoadHook, SwapHook
 from service.promotion.events import EventBus
 from service.promotion.purge import purge_version
 from service.promotion.warmup import warm
@@ -47,6 +47,11 @@ class SwapHooks:
         self._purges = BackgroundTasks("purge")
 
     @property
+    def before_load(self) -> tuple[LoadHook, ...]:
+        """Tell sibling workers to load too."""
+        return (self.announce_load,)
+
+    @property
     def before_swap(self) -> tuple[SwapHook, ...]:
         """Warm, then announce: the announcement goes out right before the swap itself."""
         return (self.warm, self.announce)
@@ -76,6 +81,14 @@ class SwapHooks:
             max_rows=settings.batch_max_rows,
         )
         log.info("warmed %d hot rows of version %s on %s", warmed, old.version, new.version)
+
+    async def announce_load(self, old: LoadedModel | None, version: str) -> None:
+        """A new version is about to load here: siblings start loading it now, so that when
+        this worker swaps and fences them, they are nearly done (the fence's wait is short)."""
+        name = self.registry_name
+        if self.bus is None or name is None or old is None or old.version == version:
+            return
+        await self.bus.publish({"type": "loading", "model": name, "version": version})
 
     async def announce(self, old: LoadedModel | None, new: LoadedModel) -> None:
         """Tell the other workers, before this one answers with ``new``, that it is about to."""
