@@ -66,12 +66,7 @@ MODEL_RELOADS = Counter(
 )
 MODEL_POLLS = Counter(
     "memoserve_model_polls",
-    "Alias polls of the registry, by outcome (error: it could not be read or loaded).",
-    ["outcome"],
-)
-MODEL_POLLS = Counter(
-    "memoserve_model_polls",
-    "Alias polls of the registry, by outcome (error: it could not be read or loaded).",
+    "Alias polls of the registry, by outcome (error: the refresh failed).",
     ["outcome"],
 )
 MODEL_DOWNLOADS = Counter(
