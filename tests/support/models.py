@@ -33,3 +33,20 @@ def calls(path: str | Path) -> list[int]:
     if not p.exists():
         return []
     return [int(line.split()[1]) for line in p.read_text().splitlines() if line.strip()]
+
+
+class HangingModel:
+    """Predicts the row sum at once, except for a row whose first value is ``trigger``: then
+    the call blocks for ``hang_seconds`` (a model stuck in native code, say)."""
+
+    n_features_in_ = 4
+
+    def __init__(self, trigger: float = 666.0, hang_seconds: float = 5.0) -> None:
+        self.trigger = trigger
+        self.hang_seconds = hang_seconds
+
+    def predict(self, x: Any) -> Any:
+        values = np.asarray(x, dtype=float)
+        if (values[:, 0] == self.trigger).any():
+            time.sleep(self.hang_seconds)
+        return values.sum(axis=1)

@@ -15,7 +15,8 @@ from tests.support.payloads import IRIS_ROWS, dataframe_split
 
 @dataclass
 class Answer:
-    """One request as its client saw it: a status (0: no answer), X-Cache and version."""
+    """One request as its client saw it: a status (0: no answer, ``error`` says why), X-Cache
+    and version, and when it was sent and answered (monotonic)."""
 
     status: int
     cache: str = ""
@@ -23,6 +24,13 @@ class Answer:
     replica: str = ""
     sent: float = 0.0
     body: bytes = b""
+    error: str = ""
+    done: float = 0.0
+
+    @property
+    def lost(self) -> bool:
+        """Sent, but no answer came: a connection refused was never sent, so it is not lost."""
+        return self.status == 0 and self.error != "ConnectError"
 
 
 @dataclass
@@ -41,6 +49,10 @@ class Tally:
     @property
     def non_200(self) -> list[Answer]:
         return [a for a in self.answers if a.status != 200]
+
+    @property
+    def lost(self) -> list[Answer]:
+        return [a for a in self.answers if a.lost]
 
     @property
     def server_errors(self) -> list[Answer]:
@@ -69,8 +81,8 @@ def ask(
     sent = time.monotonic()
     try:
         r = client.post("/invocations", json=dataframe_split(rows or IRIS_ROWS[:1]))
-    except httpx.HTTPError:
-        return Answer(0, replica=replica, sent=sent)
+    except httpx.HTTPError as exc:
+        return Answer(0, replica=replica, sent=sent, error=type(exc).__name__)
     return Answer(
         r.status_code,
         r.headers.get("x-cache", ""),
@@ -78,6 +90,7 @@ def ask(
         replica,
         sent,
         r.content,
+        done=time.monotonic(),
     )
 
 
@@ -89,13 +102,15 @@ class Stream:
         url: str,
         tally: Tally,
         *,
-        rows: list[list[float]] | None = None,
+        rows: list[list[float]] | Callable[[int], list[list[float]]] | None = None,
         interval: float = 0.01,
         limit: int = 5000,
         timeout: float = 5.0,
+        keepalive: bool = True,
     ) -> None:
         self.url, self.tally, self.rows = url, tally, rows
         self.interval, self.limit, self.timeout = interval, limit, timeout
+        self.keepalive = keepalive
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -109,11 +124,15 @@ class Stream:
         self._thread.join(30)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=self.timeout) as client:
-            for _ in range(self.limit):
+        limits = None if self.keepalive else httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(
+            base_url=self.url, timeout=self.timeout, limits=limits or httpx.Limits()
+        ) as client:
+            for n in range(self.limit):
                 if self._stop.is_set():
                     return
-                answer = ask(client, self.rows, replica=self.url)
+                rows = self.rows(n) if callable(self.rows) else self.rows
+                answer = ask(client, rows, replica=self.url)
                 with self._lock:
                     self.tally.add(answer)
                 self._stop.wait(self.interval)

@@ -1,0 +1,108 @@
+"""A replica stopped under a steady stream: SIGTERM drains it (no request that reached it is
+lost, the master exits 0); SIGKILL of a worker fails only what was in flight on it, and the
+master replaces the worker."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+from pathlib import Path
+
+import joblib
+import pytest
+
+from devtools.localstack.processes import wait_until
+from tests.integration.chaos.conftest import Report
+from tests.integration.conftest import ReplicaFactory
+from tests.support.models import CountingModel
+from tests.support.traffic import Stream, Tally
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+
+STREAMS = 4
+_distinct = itertools.count(1)
+
+
+def distinct_row(_: int) -> list[list[float]]:
+    """A row no one asked before: a miss, so the request is in flight for the model's delay."""
+    return [[float(next(_distinct)), 0.0, 0.0, 0.0]]
+
+
+def workers_of(master: int) -> list[int]:
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def slow_replica(replicas: ReplicaFactory, tmp_path: Path) -> tuple[str, int]:
+    joblib.dump(CountingModel(str(tmp_path / "calls.txt"), delay=0.2), tmp_path / "slow.joblib")
+    replica = replicas(MEMOSERVE_MODEL_URI=str(tmp_path / "slow.joblib"), MEMOSERVE_WORKERS="2")
+    return replica.url, replica.proc.popen.pid
+
+
+def test_sigterm_drains_every_request_in_flight(
+    replicas: ReplicaFactory, tmp_path: Path, report: Report
+) -> None:
+    url, master = slow_replica(replicas, tmp_path)
+    tally = Tally()
+    streams = [
+        Stream(url, tally, rows=distinct_row, interval=0, keepalive=False, limit=400)
+        for _ in range(STREAMS)
+    ]
+    for s in streams:
+        s.__enter__()
+    try:
+        wait_until(lambda: sum(a.status == 200 for a in tally.answers) >= 8, 10, "traffic")
+        term = time.monotonic()
+        os.kill(master, signal.SIGTERM)
+        wait_until(lambda: replicas.started[0].proc.popen.poll() is not None, 30, "the drain")
+    finally:
+        for s in streams:
+            s.__exit__()
+    drained = [a for a in tally.answers if a.status == 200 and a.sent < term < a.done]
+    reached = [a for a in tally.answers if a.error != "ConnectError"]  # refused: never sent
+    report.record(
+        "Replica SIGTERM under 4 streams: drained, new connections refused",
+        requests=len(reached),
+        non_200=len([a for a in reached if a.status != 200]),
+    )
+    assert replicas.started[0].proc.popen.returncode == 0
+    assert tally.lost == [], [a.error for a in tally.lost]
+    assert {a.status for a in tally.answers} <= {200, 0}
+    assert drained, "no request was in flight at the SIGTERM: the test proved nothing"
+
+
+def test_sigkill_of_a_worker_fails_only_what_it_had_in_flight(
+    replicas: ReplicaFactory, tmp_path: Path, report: Report
+) -> None:
+    url, master = slow_replica(replicas, tmp_path)
+    tally = Tally()
+    streams = [
+        Stream(url, tally, rows=distinct_row, interval=0, keepalive=False, limit=400)
+        for _ in range(STREAMS)
+    ]
+    for s in streams:
+        s.__enter__()
+    try:
+        wait_until(lambda: sum(a.status == 200 for a in tally.answers) >= 8, 10, "traffic")
+        victim, *_ = workers_of(master)
+        os.kill(victim, signal.SIGKILL)
+        kill = time.monotonic()
+        wait_until(
+            lambda: sum(a.status == 200 and a.sent > kill + 0.5 for a in tally.answers) >= 8,
+            30,
+            "answers after the worker was replaced",
+        )
+    finally:
+        for s in streams:
+            s.__exit__()
+    report.record(
+        "Worker SIGKILL under 4 streams: only its in-flight requests fail",
+        requests=tally.requests,
+        non_200=len(tally.non_200),
+    )
+    assert len(workers_of(master)) == 2  # replaced
+    assert len(tally.lost) <= STREAMS  # at most one in flight per stream, all on the victim
+    assert all(a.sent < kill for a in tally.lost)
+    assert [a for a in tally.non_200 if not a.lost] == []
