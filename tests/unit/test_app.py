@@ -4,36 +4,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from service.app import create_app
-from service.dataplane import DataPlane
 from service.settings import Settings
-from tests.conftest import IRIS_COLUMNS, IRIS_ROWS
+from tests.support.app import AppUnderTest, app_under_test
+from tests.support.metrics import scraped
+from tests.support.payloads import IRIS_COLUMNS, IRIS_ROWS
+from tests.support.payloads import dataframe_split as split
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*NO REDIS.*")
 
 
 @pytest.fixture
-async def client(iris_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def served(iris_path: Path) -> AsyncIterator[AppUnderTest]:
     settings = Settings(
         model_uri=str(iris_path), model_version="1", max_rows=10, max_body_bytes=2000
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        dataplane: DataPlane = app.state.dataplane
-        await dataplane.manager.loaded.wait()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            c.dataplane = dataplane  # type: ignore[attr-defined]
-            yield c
+    async with app_under_test(settings) as served:
+        yield served
 
 
-def split(rows: list[list[float]]) -> dict[str, Any]:
-    return {"dataframe_split": {"columns": IRIS_COLUMNS, "data": rows}}
+@pytest.fixture
+def client(served: AppUnderTest) -> httpx.AsyncClient:
+    return served.client
 
 
 async def test_miss_then_hit_then_partial(client: httpx.AsyncClient) -> None:
@@ -118,15 +113,15 @@ def _error(r: httpx.Response, status: int, code: str) -> str:
     ],
 )
 async def test_bad_input_is_422_and_caches_nothing(
-    client: httpx.AsyncClient, content: bytes, message: str
+    served: AppUnderTest, content: bytes, message: str
 ) -> None:
-    dataplane: DataPlane = client.dataplane  # type: ignore[attr-defined]
-    before = len(dataplane.cache.shared)  # type: ignore[arg-type]
-    r = await client.post(
+    shared = served.dataplane.cache.shared
+    before = len(shared)  # type: ignore[arg-type]
+    r = await served.client.post(
         "/invocations", content=content, headers={"Content-Type": "application/json"}
     )
     assert message in _error(r, 422, "invalid_input")
-    assert len(dataplane.cache.shared) == before  # type: ignore[arg-type]
+    assert len(shared) == before  # type: ignore[arg-type]
 
 
 async def test_limits_are_413(client: httpx.AsyncClient) -> None:
@@ -148,6 +143,17 @@ async def test_unknown_model_and_route(client: httpx.AsyncClient) -> None:
 async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).json()["version"] == "1"
-    await client.post("/invocations", json=split(IRIS_ROWS[:1]))
-    text = (await client.get("/metrics")).text
-    assert "memoserve_cache_results_total" in text
+
+    async def counted() -> tuple[float, float, float]:
+        text = (await client.get("/metrics")).text
+        return (
+            scraped(text, "memoserve_cache_results_total", result="miss", layer="memory"),
+            scraped(text, "memoserve_cache_results_total", result="hit", layer="memory"),
+            scraped(text, "memoserve_requests_total", route="/invocations", status="200"),
+        )
+
+    before = await counted()
+    await client.post("/invocations", json=split(IRIS_ROWS[:2]))  # two new rows
+    await client.post("/invocations", json=split(IRIS_ROWS[:1]))  # one of them again
+    after = await counted()
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 2]

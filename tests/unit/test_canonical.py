@@ -52,8 +52,17 @@ def test_positional_schema_refuses_records() -> None:
 
 
 def test_schemaless_accepts_any_consistent_width() -> None:
-    rows = canonicalize(RawRows([[1, 2, 3]]), InputSchema())
-    assert len(rows) == 1
+    for data, values in [
+        ([[1, 2, 3]], [[1.0, 2.0, 3.0]]),
+        ([[1.5, -0.0], [3, 4]], [[1.5, 0.0], [3.0, 4.0]]),
+    ]:
+        rows = canonicalize(RawRows(data), InputSchema())
+        assert isinstance(rows.values, np.ndarray)
+        assert rows.values.tolist() == values
+        # The key bytes are the float64 row, -0.0 written as 0.0.
+        assert rows.row_bytes == [np.asarray(v, dtype=np.float64).tobytes() for v in values]
+    with pytest.raises(InvalidInput, match="row 1 has 2 values, the model expects 3"):
+        canonicalize(RawRows([[1, 2, 3], [1, 2]]), InputSchema())
 
 
 def test_take_and_concat_keep_rows_and_bytes_together() -> None:

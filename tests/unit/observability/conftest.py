@@ -13,10 +13,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from service.app import create_app
-from service.dataplane import DataPlane
 from service.observability.tracing import DecidedTraceIds
 from service.settings import Settings
+from tests.support.app import AppUnderTest, app_under_test
 
 _EXPORTER = InMemorySpanExporter()
 
@@ -48,28 +47,16 @@ def access_lines() -> list[bytes]:
 
 
 @pytest.fixture
-async def traced_client(
+async def traced(
     iris_path: Path, exported: InMemorySpanExporter, access_lines: list[bytes]
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[AppUnderTest]:
     """The app in-process (no Redis: the in-process cache, no L1), tracing every request."""
     settings = Settings(model_uri=str(iris_path), model_version="1")
-    app = create_app(settings)
-    _capture_access_log(app, access_lines)
-    async with app.router.lifespan_context(app):
-        dataplane: DataPlane = app.state.dataplane
-        await dataplane.manager.loaded.wait()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            client.dataplane = dataplane  # type: ignore[attr-defined]
-            yield client
+    async with app_under_test(settings, access_log=access_lines.append) as served:
+        yield served
 
 
-def _capture_access_log(app: object, lines: list[bytes]) -> None:
-    from starlette.applications import Starlette
-
-    from service.observability.middleware import RequestObservability
-
-    assert isinstance(app, Starlette)
-    for middleware in app.user_middleware:
-        if middleware.cls is RequestObservability:
-            middleware.kwargs["write"] = lines.append
+@pytest.fixture
+def traced_client(traced: AppUnderTest) -> httpx.AsyncClient:
+    """The client of ``traced``."""
+    return traced.client

@@ -7,45 +7,32 @@ import json
 import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import REGISTRY
 from starlette.types import Message, Receive, Scope, Send
 
 from service.errors import CacheUnavailable
 from service.observability.middleware import RequestObservability
-from tests.conftest import IRIS_COLUMNS, IRIS_ROWS
+from tests.support.app import AppUnderTest
+from tests.support.metrics import cache_rows, request_count, sample
+from tests.support.payloads import IRIS_ROWS
+from tests.support.payloads import dataframe_split as split
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*NO REDIS.*")
 
 
-def requests(route: str, method: str, status: int) -> float:
-    labels = {"route": route, "method": method, "status": str(status)}
-    return REGISTRY.get_sample_value("memoserve_requests_total", labels) or 0.0
-
-
 def timed(route: str) -> float:
-    labels = {"route": route}
-    return REGISTRY.get_sample_value("memoserve_request_duration_seconds_count", labels) or 0.0
-
-
-def cache_results(result: str, layer: str) -> float:
-    labels = {"result": result, "layer": layer}
-    return REGISTRY.get_sample_value("memoserve_cache_results_total", labels) or 0.0
-
-
-def split(rows: list[list[float]]) -> dict[str, object]:
-    return {"dataframe_split": {"columns": IRIS_COLUMNS, "data": rows}}
+    return sample("memoserve_request_duration_seconds_count", route=route)
 
 
 async def test_requests_are_counted_by_route_template(traced_client: httpx.AsyncClient) -> None:
     route = "/v1/models/{name}:predict"
-    before = requests(route, "POST", 200), requests(route, "POST", 404), timed(route)
-    unmatched = requests("unmatched", "GET", 404)
+    before = request_count(route, "POST", 200), request_count(route, "POST", 404), timed(route)
+    unmatched = request_count("unmatched", "GET", 404)
     await traced_client.post("/v1/models/iris:predict", json={"instances": IRIS_ROWS[:1]})
     await traced_client.post("/v1/models/nope:predict", json={"instances": IRIS_ROWS[:1]})
     await traced_client.get("/no/such/path")
-    after = requests(route, "POST", 200), requests(route, "POST", 404), timed(route)
+    after = request_count(route, "POST", 200), request_count(route, "POST", 404), timed(route)
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 2]
-    assert requests("unmatched", "GET", 404) == unmatched + 1
+    assert request_count("unmatched", "GET", 404) == unmatched + 1
 
 
 async def test_the_access_line(
@@ -75,34 +62,34 @@ async def test_the_access_line(
 
 
 async def test_probes_and_scrapes_are_counted_but_not_logged(
-    traced_client: httpx.AsyncClient, access_lines: list[bytes]
+    traced: AppUnderTest, traced_client: httpx.AsyncClient, access_lines: list[bytes]
 ) -> None:
-    before = requests("/readyz", "GET", 503)
-    traced_client.dataplane.manager.current = None  # type: ignore[attr-defined]
+    before = request_count("/readyz", "GET", 503)
+    traced.dataplane.manager.current = None
     assert (await traced_client.get("/readyz")).status_code == 503
     assert (await traced_client.get("/metrics")).status_code == 200
-    assert requests("/readyz", "GET", 503) == before + 1
+    assert request_count("/readyz", "GET", 503) == before + 1
     assert access_lines == []
 
 
 async def test_no_cache_is_skipped_and_a_redis_failure_a_bypass(
-    traced_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    traced: AppUnderTest, traced_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    skipped, bypass = cache_results("skipped", "memory"), cache_results("bypass", "memory")
+    skipped, bypass = cache_rows("skipped", "memory"), cache_rows("bypass", "memory")
     body = split(IRIS_ROWS[:2])
     r = await traced_client.post("/invocations", json=body, headers={"Cache-Control": "no-cache"})
     assert r.headers["x-cache"] == "MISS"
-    assert cache_results("skipped", "memory") == skipped + 2
-    assert cache_results("bypass", "memory") == bypass
+    assert cache_rows("skipped", "memory") == skipped + 2
+    assert cache_rows("bypass", "memory") == bypass
 
     async def unavailable(keys: object) -> list[bytes | None]:
         raise CacheUnavailable("circuit breaker open")
 
-    monkeypatch.setattr(traced_client.dataplane.cache.shared, "get_many", unavailable)  # type: ignore[attr-defined]
+    monkeypatch.setattr(traced.dataplane.cache.shared, "get_many", unavailable)
     r = await traced_client.post("/invocations", json=body)
     assert r.headers["x-cache"] == "BYPASS"
-    assert cache_results("bypass", "memory") == bypass + 2
-    assert cache_results("skipped", "memory") == skipped + 2
+    assert cache_rows("bypass", "memory") == bypass + 2
+    assert cache_rows("skipped", "memory") == skipped + 2
 
 
 async def ok(scope: Scope, receive: Receive, send: Send) -> None:
@@ -128,18 +115,18 @@ async def serve(app: RequestObservability, method: str = "GET", path: str = "/x"
 
 async def test_an_exception_counts_as_500() -> None:
     lines: list[bytes] = []
-    before = requests("unmatched", "GET", 500)
+    before = request_count("unmatched", "GET", 500)
     with pytest.raises(RuntimeError):
         await serve(RequestObservability(broken, write=lines.append))
-    assert requests("unmatched", "GET", 500) == before + 1
+    assert request_count("unmatched", "GET", 500) == before + 1
     assert json.loads(lines[0])["status"] == 500
 
 
 async def test_unknown_methods_share_one_label_and_the_log_can_be_off() -> None:
     lines: list[bytes] = []
-    before = requests("unmatched", "OTHER", 204)
+    before = request_count("unmatched", "OTHER", 204)
     await serve(RequestObservability(ok, access_log=False, write=lines.append), "BREW")
-    assert requests("unmatched", "OTHER", 204) == before + 1
+    assert request_count("unmatched", "OTHER", 204) == before + 1
     assert lines == []
 
 

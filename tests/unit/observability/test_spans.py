@@ -14,15 +14,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from service.cache.tiered import Lookup
-from service.dataplane import DataPlane
 from service.observability import spans
-from tests.conftest import IRIS_COLUMNS, IRIS_ROWS
+from tests.support.app import AppUnderTest
+from tests.support.payloads import IRIS_ROWS
+from tests.support.payloads import dataframe_split as split
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*NO REDIS.*")
-
-
-def split(rows: list[list[float]]) -> dict[str, object]:
-    return {"dataframe_split": {"columns": IRIS_COLUMNS, "data": rows}}
 
 
 def by_name(finished: Sequence[ReadableSpan]) -> dict[str, list[ReadableSpan]]:
@@ -42,18 +39,17 @@ def parent_id(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent is not None else None
 
 
-async def settle(client: httpx.AsyncClient) -> None:
+async def settle(traced: AppUnderTest) -> None:
     """Let the background store finish (its span ends after the response)."""
-    dataplane: DataPlane = client.dataplane  # type: ignore[attr-defined]
-    await dataplane.cache.drain()
+    await traced.dataplane.cache.drain()
 
 
 async def test_a_miss_then_a_hit(
-    traced_client: httpx.AsyncClient, exported: InMemorySpanExporter
+    traced: AppUnderTest, traced_client: httpx.AsyncClient, exported: InMemorySpanExporter
 ) -> None:
     r = await traced_client.post("/invocations", json=split(IRIS_ROWS[:1]))
     assert r.headers["x-cache"] == "MISS"
-    await settle(traced_client)
+    await settle(traced)
     named = by_name(exported.get_finished_spans())
     server = server_span(named)
     assert server.attributes is not None and server.attributes["http.route"] == "/invocations"
@@ -82,7 +78,7 @@ async def test_a_miss_then_a_hit(
     exported.clear()
     r = await traced_client.post("/invocations", json=split(IRIS_ROWS[:1]))
     assert r.headers["x-cache"] == "HIT"
-    await settle(traced_client)
+    await settle(traced)
     named = by_name(exported.get_finished_spans())
     server = server_span(named)
     (lookup,) = named["cache.lookup"]
@@ -93,13 +89,13 @@ async def test_a_miss_then_a_hit(
 
 
 async def test_a_batch_counts_hits_and_misses(
-    traced_client: httpx.AsyncClient, exported: InMemorySpanExporter
+    traced: AppUnderTest, traced_client: httpx.AsyncClient, exported: InMemorySpanExporter
 ) -> None:
     await traced_client.post("/invocations", json=split(IRIS_ROWS[1:2]))
     exported.clear()
     r = await traced_client.post("/invocations", json=split(IRIS_ROWS[1:]))
     assert r.headers["x-cache"] == "PARTIAL"
-    await settle(traced_client)
+    await settle(traced)
     named = by_name(exported.get_finished_spans())
     (lookup,) = named["cache.lookup"]
     attributes = dict(lookup.attributes or {})
@@ -111,7 +107,7 @@ async def test_a_batch_counts_hits_and_misses(
 
 
 async def test_concurrent_misses_share_one_model_call(
-    traced_client: httpx.AsyncClient, exported: InMemorySpanExporter
+    traced: AppUnderTest, traced_client: httpx.AsyncClient, exported: InMemorySpanExporter
 ) -> None:
     """The coalesced request waits in a ``coalesce.wait`` span; the model call is linked to
     every sampled request it served and parented by the first."""
@@ -120,7 +116,7 @@ async def test_concurrent_misses_share_one_model_call(
         *(traced_client.post("/invocations", json=split(row)) for _ in range(3))
     )
     assert [a.headers["x-cache"] for a in answers] == ["MISS"] * 3
-    await settle(traced_client)
+    await settle(traced)
     named = by_name(exported.get_finished_spans())
     servers = {s.context.span_id for s in named["POST /invocations"] if s.context is not None}
     assert len(servers) == 3
@@ -132,12 +128,12 @@ async def test_concurrent_misses_share_one_model_call(
 
 
 async def test_no_cache_skips_the_lookup_span(
-    traced_client: httpx.AsyncClient, exported: InMemorySpanExporter
+    traced: AppUnderTest, traced_client: httpx.AsyncClient, exported: InMemorySpanExporter
 ) -> None:
     await traced_client.post(
         "/invocations", json=split(IRIS_ROWS[:1]), headers={"Cache-Control": "no-cache"}
     )
-    await settle(traced_client)
+    await settle(traced)
     named = by_name(exported.get_finished_spans())
     assert "cache.lookup" not in named and "model.predict" in named
 

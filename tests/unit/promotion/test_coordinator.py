@@ -16,6 +16,7 @@ from service.models.manager import ModelManager
 from service.promotion.coordinator import PromotionCoordinator, WebhookOutcome
 from service.promotion.events import EventBus
 from tests.support.sources import MovableAlias
+from tests.support.waiting import eventually
 
 ALIAS_MOVED = {
     "entity": "model_version_alias",
@@ -32,9 +33,8 @@ async def manager() -> AsyncIterator[ModelManager]:
     await m.stop()
 
 
-async def served(manager: ModelManager, version: str) -> None:
-    while manager.current is None or manager.current.version != version:
-        await asyncio.sleep(0.005)
+def serves(manager: ModelManager, version: str) -> bool:
+    return manager.current is not None and manager.current.version == version
 
 
 @pytest.mark.parametrize(
@@ -78,9 +78,8 @@ async def test_an_accepted_delivery_tells_every_worker_and_refreshes_this_one(
         await asyncio.wait_for(sibling.subscribed.wait(), 5)
         outcome = await coordinator.on_webhook(ALIAS_MOVED)
         assert (outcome, outcome.status_code) == (WebhookOutcome.ACCEPTED, 202)
-        await asyncio.wait_for(served(manager, "2"), 5)
-        while not heard:
-            await asyncio.sleep(0.005)
+        await eventually(lambda: serves(manager, "2"), 5, "version 2 served")
+        await eventually(lambda: bool(heard), 5, "the sibling to hear the event")
     finally:
         await sibling.stop()
         await coordinator.stop()
@@ -103,6 +102,6 @@ async def test_events_refresh_or_fence_this_worker(manager: ModelManager) -> Non
     assert isinstance(manager.source, MovableAlias)
     manager.source.version = "2"
     await coordinator.on_event({"type": "alias_changed", "model": "m"})
-    await asyncio.wait_for(served(manager, "2"), 5)
+    await eventually(lambda: serves(manager, "2"), 5, "version 2 served")
     assert manager.fence is None
     await coordinator.stop()

@@ -15,6 +15,7 @@ from service.promotion.events import EventBus
 from service.promotion.hooks import SwapHooks
 from service.settings import Settings
 from tests.support.sources import MovableAlias
+from tests.support.waiting import eventually
 
 
 def hooks(redis: RedisCache, keys: KeySpace, l1: MemoryCache, bus: EventBus | None) -> SwapHooks:
@@ -39,8 +40,11 @@ async def test_retire_publishes_the_new_version_forgets_and_purges_the_old(
     assert await redis_cache.run(lambda r: r.get(keys.active("m"))) == b"2"
     assert 0 < await redis_cache.run(lambda r: r.ttl(keys.active("m"))) <= 3600
     assert l1.get_many_now([old_row, new_row]) == [None, b"2"]
-    while await redis_cache.get_many([old_row]) != [None]:  # the purge runs in the background
-        await asyncio.sleep(0.01)
+
+    async def purged() -> bool:  # the purge runs in the background
+        return await redis_cache.get_many([old_row]) == [None]
+
+    await eventually(purged, 5, "the old version's row purged")
     assert await redis_cache.get_many([new_row]) == [b"2"]
     await swap.stop()  # the delayed sweep is cancelled, not left running
 
@@ -63,11 +67,9 @@ async def test_announce_tells_siblings_before_a_version_change_only(
         await swap.announce(None, one)  # the first load: nobody to fence
         await swap.announce(one, one)  # a refresh that found the same version
         await swap.announce(one, two)
-        while not heard:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(heard) >= 1, 5, "the first announcement")
         await swap.announce(two, one)  # a rollback is announced too
-        while len(heard) < 2:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(heard) >= 2, 5, "the second announcement")
     finally:
         await sibling.stop()
     assert heard == [

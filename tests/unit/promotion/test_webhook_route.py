@@ -9,46 +9,79 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.app import create_app
 from service.promotion.signature import sign
 from service.settings import Settings
+from tests.support.app import AppUnderTest, app_under_test
+from tests.support.sources import MovableAlias
+from tests.support.waiting import eventually
 
-BODY = (
-    b'{"entity": "model_version_alias", "action": "created", '
-    b'"data": {"name": "iris", "alias": "champion", "version": "9"}}'
-)
-
-
-@pytest.fixture
-async def client(iris_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(model_uri=str(iris_path), model_version="1", webhook_secret="k"))
-    async with app.router.lifespan_context(app):
-        await app.state.dataplane.manager.loaded.wait()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            yield c
+SECRET = "k"
 
 
-def headers(secret: str, ts: str | None = None) -> dict[str, str]:
+def delivery(name: str) -> bytes:
+    return (
+        b'{"entity": "model_version_alias", "action": "created", '
+        b'"data": {"name": "%s", "alias": "champion", "version": "2"}}' % name.encode()
+    )
+
+
+def headers(body: bytes, secret: str = SECRET, ts: str | None = None) -> dict[str, str]:
     ts = ts or str(int(time.time()))
     return {
         "X-MLflow-Delivery-Id": "d",
         "X-MLflow-Timestamp": ts,
-        "X-MLflow-Signature": sign(secret, "d", ts, BODY),
+        "X-MLflow-Signature": sign(secret, "d", ts, body),
     }
 
 
-async def test_bad_and_stale_signatures_are_401(client: httpx.AsyncClient) -> None:
-    for h in (headers("wrong"), headers("k", str(int(time.time()) - 3600)), {}):
-        r = await client.post("/v1/webhooks/mlflow", content=BODY, headers=h)
+@pytest.fixture
+def alias() -> MovableAlias:
+    """``m@champion``, on version 1 until the test moves it."""
+    return MovableAlias("1")
+
+
+@pytest.fixture
+async def served(alias: MovableAlias) -> AsyncIterator[AppUnderTest]:
+    settings = Settings(webhook_secret=SECRET, model_poll_seconds=0)  # no Redis: no events
+    async with app_under_test(settings, source=alias) as served:
+        yield served
+
+
+async def serves(client: httpx.AsyncClient, version: str) -> bool:
+    return bool((await client.get("/readyz")).json()["version"] == version)
+
+
+async def test_bad_stale_and_unsigned_deliveries_are_401_and_change_nothing(
+    served: AppUnderTest, alias: MovableAlias
+) -> None:
+    client = served.client
+    alias.version = "2"  # the alias moved: a delivery that got through would switch to it
+    body = delivery("m")
+    reads = alias.reads
+    stale = str(int(time.time()) - 3600)
+    for h in (headers(body, "wrong"), headers(body, ts=stale), {}):
+        r = await client.post("/v1/webhooks/mlflow", content=body, headers=h)
         assert r.status_code == 401
         assert r.json()["error"]["code"] == "unauthorized"
-    assert (await client.get("/readyz")).json()["version"] == "1"
+    assert alias.reads == reads, "a refused delivery had the alias read"
+    assert await serves(client, "1")
+
+    # The same delivery, correctly signed, switches: the refused ones had what it takes.
+    r = await client.post("/v1/webhooks/mlflow", content=body, headers=headers(body))
+    assert (r.status_code, r.json()["status"]) == (202, "accepted")
+    await eventually(lambda: serves(client, "2"), 5, "version 2 served")
+    # A refresh of ours queues behind any a refused delivery could have started. The alias was
+    # read by the delivery, by its refresh and by ours, and by nothing else.
+    await served.dataplane.manager.refresh("test")
+    assert alias.reads == reads + 3
 
 
 async def test_a_valid_delivery_for_a_model_not_served_from_mlflow_is_ignored(
-    client: httpx.AsyncClient,
+    iris_path: Path,
 ) -> None:
-    r = await client.post("/v1/webhooks/mlflow", content=BODY, headers=headers("k"))
+    settings = Settings(model_uri=str(iris_path), model_version="1", webhook_secret=SECRET)
+    body = delivery("iris")
+    async with app_under_test(settings) as served:
+        r = await served.client.post("/v1/webhooks/mlflow", content=body, headers=headers(body))
     assert r.status_code == 200
     assert r.json()["status"].startswith("ignored")
