@@ -173,6 +173,12 @@ class Settings(BaseSettings):
     max_rows: int = Field(default=1000, gt=0)
     """Requests with more rows get 413."""
 
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A connection whose request headers have not arrived by then gets 408 and is closed."""
+
+    limit_concurrency: int = Field(default=1000, gt=0)
+    """Connections or requests in progress per worker beyond which it answers 503 at once."""
+
     bind: str = "0.0.0.0:8080"
     """Address gunicorn listens on."""
 
