@@ -40,7 +40,7 @@ class Report:
         _ROWS.append(Row(scenario, requests, non_200, stale, server_errors))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def report() -> Report:
     return Report()
 
