@@ -105,3 +105,19 @@ async def test_events_refresh_or_fence_this_worker(manager: ModelManager) -> Non
     await eventually(lambda: serves(manager, "2"), 5, "version 2 served")
     assert manager.fence is None
     await coordinator.stop()
+
+
+@pytest.mark.parametrize(
+    "event",
+    [{"type": "loading", "model": "m", "version": "2"}, {"type": "resubscribed"}],
+    ids=["a sibling starts loading", "the subscription came back"],
+)
+async def test_events_that_make_this_worker_look_for_itself(
+    manager: ModelManager, event: dict[str, Any]
+) -> None:
+    assert isinstance(manager.source, MovableAlias)
+    manager.source.version = "2"
+    coordinator = PromotionCoordinator(manager, None)
+    await coordinator.on_event(event)
+    await eventually(lambda: serves(manager, "2"), 5, "version 2 served")
+    await coordinator.stop()

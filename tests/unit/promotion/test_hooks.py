@@ -70,9 +70,14 @@ async def test_announce_tells_siblings_before_a_version_change_only(
         await eventually(lambda: len(heard) >= 1, 5, "the first announcement")
         await swap.announce(two, one)  # a rollback is announced too
         await eventually(lambda: len(heard) >= 2, 5, "the second announcement")
+        await swap.announce_load(None, "1")  # start-up: nobody to wake
+        await swap.announce_load(one, "1")
+        await swap.announce_load(one, "2")  # siblings load it now, not after the fence
+        await eventually(lambda: len(heard) >= 3, 5, "the load announcement")
     finally:
         await sibling.stop()
     assert heard == [
         {"type": "serving", "model": "m", "version": "2"},
         {"type": "serving", "model": "m", "version": "1"},
+        {"type": "loading", "model": "m", "version": "2"},
     ]
