@@ -9,9 +9,6 @@ import pytest
 
 from memoserve_models import demo
 
-IRIS_COLUMNS = list(demo.IRIS_FEATURES)
-IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
-
 
 @pytest.fixture(scope="session")
 def iris_path(tmp_path_factory: pytest.TempPathFactory) -> Path:

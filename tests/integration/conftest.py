@@ -1,28 +1,20 @@
-"""Real processes: Redis master + replica + 3 Sentinels, and gunicorn replicas over HTTP."""
+"""Real processes: Redis master + replica + 3 Sentinels, and gunicorn replicas over HTTP.
+
+Every module here marks itself ``pytestmark = pytest.mark.integration``, as the k8s suite does."""
 
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from devtools.localstack.processes import Replica, SentinelCluster, redis_available, start_replica
 from service.cache.keys import KeySpace
 
 REPO = Path(__file__).resolve().parents[2]
-
-pytestmark = pytest.mark.integration
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/integration" in str(item.path):
-            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -72,23 +64,15 @@ class ReplicaFactory:
         self.started.append(replica)
         return replica
 
+    def stop(self) -> None:
+        """Stop every replica this factory started."""
+        for replica in self.started:
+            replica.stop()
+
 
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[ReplicaFactory]:
     """Start gunicorn replicas (env over a test default); all are stopped after the test."""
     factory = ReplicaFactory(tmp_path)
     yield factory
-    for replica in factory.started:
-        replica.stop()
-
-
-def metric(client: httpx.Client, name: str, **labels: str) -> float:
-    """Sum of a metric's samples whose labels include ``labels``, from /metrics."""
-    total = 0.0
-    for line in client.get("/metrics").text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    factory.stop()

@@ -5,8 +5,6 @@ the workers."""
 from __future__ import annotations
 
 import json
-import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,9 +15,10 @@ import httpx
 import pytest
 
 from devtools.localstack.otlp import OtlpReceiver, ReceivedSpan
-from devtools.localstack.processes import Replica, SentinelCluster, start_replica, wait_until
-from tests.conftest import IRIS_COLUMNS
-from tests.integration.conftest import REPO, metric
+from devtools.localstack.processes import Replica, SentinelCluster, wait_until
+from tests.integration.conftest import ReplicaFactory
+from tests.support.metrics import metric
+from tests.support.payloads import dataframe_split
 
 pytestmark = pytest.mark.integration
 
@@ -59,39 +58,32 @@ def traced(
     iris_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Traced]:
+    """One replica (two workers, the test defaults) for the module, exporting every span."""
+    factory = ReplicaFactory(tmp_path_factory.mktemp("observability"))
     with OtlpReceiver() as receiver:
-        env = {
-            "MEMOSERVE_NAMESPACE": f"t{uuid.uuid4().hex[:8]}",
-            "MEMOSERVE_WORKERS": "2",
-            "MEMOSERVE_MODEL_URI": str(iris_path),
-            "MEMOSERVE_MODEL_POLL_SECONDS": "0",
-            "MEMOSERVE_LOG_LEVEL": "INFO",
-            "MEMOSERVE_REDIS_SENTINELS": sentinel_cluster.sentinel_addresses,
-            "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
-            "OTEL_TRACES_SAMPLER": "always_on",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        }
-        replica = start_replica("traced", tmp_path_factory.mktemp("observability"), env)
         try:
+            replica = factory(
+                MEMOSERVE_MODEL_URI=str(iris_path),
+                MEMOSERVE_REDIS_SENTINELS=sentinel_cluster.sentinel_addresses,
+                OTEL_TRACES_EXPORTER="otlp",
+                OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=receiver.endpoint,
+                OTEL_TRACES_SAMPLER="always_on",
+                OTEL_BSP_SCHEDULE_DELAY="100",
+            )
             yield Traced(replica, receiver)
         finally:
-            replica.stop()
-
-
-def split(row: list[float]) -> dict[str, Any]:
-    return {"dataframe_split": {"columns": IRIS_COLUMNS, "data": [row]}}
+            factory.stop()
 
 
 def test_a_miss_and_a_hit_as_exported_by_a_worker(traced: Traced) -> None:
-    row = [6.1, 2.8, 4.7, 1.2]
+    row, later = [6.1, 2.8, 4.7, 1.2], [6.2, 2.9, 4.3, 1.3]
     seen = len(traced.access_lines())
     with httpx.Client(base_url=traced.replica.url) as client:  # one connection: one worker
-        assert client.post("/invocations", json=split(row)).headers["x-cache"] == "MISS"
-        assert client.post("/invocations", json=split(row)).headers["x-cache"] == "HIT"
-    miss_line, hit_line = traced.new_access_lines(seen, 2)
+        for body, outcome in ((row, "MISS"), (row, "HIT"), (later, "MISS")):
+            r = client.post("/invocations", json=dataframe_split([body]))
+            assert r.headers["x-cache"] == outcome
+    miss_line, hit_line, later_line = traced.new_access_lines(seen, 3)
     assert (miss_line["cache"], hit_line["cache"]) == ("MISS", "HIT")
 
     miss = traced.trace(
@@ -120,7 +112,10 @@ def test_a_miss_and_a_hit_as_exported_by_a_worker(traced: Traced) -> None:
     assert hit["POST /invocations"].span_id == hit_line["span_id"]
     assert hit["cache.lookup"].attributes["cache.hit"] is True
     assert hit["cache.lookup"].attributes["cache.layer"] == "l1"  # same worker, near-cache
-    time.sleep(0.3)  # two export intervals: nothing else belongs to the hit's trace
+    # A worker exports spans in the order they end. The later request's store, written behind
+    # its answer, ends after anything of the hit's could have: once it has arrived, nothing
+    # else belongs to the hit's trace.
+    traced.trace(later_line["trace_id"], "cache.store")
     assert set(traced.trace(hit_line["trace_id"])) == {"POST /invocations", "cache.lookup"}
 
     resource = server.resource
@@ -134,7 +129,7 @@ def test_a_callers_trace_continues(traced: Traced) -> None:
     headers = {"traceparent": f"00-{trace_id}-{parent}-01"}
     seen = len(traced.access_lines())
     with httpx.Client(base_url=traced.replica.url) as client:
-        client.post("/invocations", json=split([5.5, 2.4, 3.7, 1.0]), headers=headers)
+        client.post("/invocations", json=dataframe_split([[5.5, 2.4, 3.7, 1.0]]), headers=headers)
     spans = traced.trace(trace_id, "POST /invocations", "cache.lookup", "model.predict")
     assert spans["POST /invocations"].parent_span_id == parent
     (line,) = traced.new_access_lines(seen, 1)
@@ -142,39 +137,65 @@ def test_a_callers_trace_continues(traced: Traced) -> None:
     assert line["span_id"] == spans["POST /invocations"].span_id
 
 
+def counted(client: httpx.Client) -> dict[str, float]:
+    """The samples the metrics test counts, summed over the workers."""
+    return {
+        "requests": metric(client, "memoserve_requests_total", route="/invocations", status="200"),
+        "timed": metric(client, "memoserve_request_duration_seconds_count", route="/invocations"),
+        "hits": metric(client, "memoserve_cache_results_total", result="hit"),
+        "redis lookups": metric(client, "memoserve_cache_results_total", layer="redis"),
+        "misses": metric(client, "memoserve_cache_results_total", result="miss"),
+        "model calls": metric(client, "memoserve_predict_calls_total"),
+        "model calls timed": metric(client, "memoserve_predict_duration_seconds_count"),
+        "batches": metric(client, "memoserve_predict_batch_rows_count"),
+        "batch rows": metric(client, "memoserve_predict_batch_rows_sum"),
+        "redis ok": metric(client, "memoserve_redis_commands_total", outcome="ok"),
+        "redis errors": metric(client, "memoserve_redis_commands_total", outcome="error"),
+    }
+
+
 def test_metrics_are_summed_over_both_workers(traced: Traced) -> None:
     url = traced.replica.url
     with httpx.Client(base_url=url) as client:
-        before = metric(client, "memoserve_requests_total", route="/invocations", status="200")
-        timed = metric(client, "memoserve_request_duration_seconds_count", route="/invocations")
+        before = counted(client)
     seen = len(traced.access_lines())
     sent = 0
     pids: set[int] = set()
     while len(pids) < 2 and sent < 400:
         for _ in range(10):  # a new connection each, so that both workers accept some
-            r = httpx.post(url + "/invocations", json=split([5.0, 3.4, 1.5, 0.2]))
+            r = httpx.post(url + "/invocations", json=dataframe_split([[5.0, 3.4, 1.5, 0.2]]))
             assert r.status_code == 200
             sent += 1
         pids = {x["pid"] for x in traced.new_access_lines(seen, sent)}
     assert len(pids) == 2, "every request went to one worker"
     with httpx.Client(base_url=url) as client:
-        after = metric(client, "memoserve_requests_total", route="/invocations", status="200")
-        assert after - before == sent
-        duration = metric(client, "memoserve_request_duration_seconds_count", route="/invocations")
-        assert duration - timed == sent
+
+        def written_behind() -> bool:
+            """An MGET for each row L1 did not have, and a write (counted once it has landed,
+            after the answer) for each miss; hot-row samples come on top."""
+            now = counted(client)
+            lookups = now["redis lookups"] - before["redis lookups"]
+            return (
+                now["redis ok"] - before["redis ok"] >= lookups + now["misses"] - before["misses"]
+            )
+
+        wait_until(written_behind, 5, "a Redis round trip counted for each lookup and write")
+        after = counted(client)
         text = client.get("/metrics").text
         version = client.get("/readyz").json()["version"]
-        assert f'memoserve_model_info{{name="iris",version="{version}"}} 1.0' in text
-        assert metric(client, "memoserve_breaker_state") == 0
-        assert metric(client, "memoserve_predict_batch_rows_count") >= 1
-        assert metric(client, "memoserve_cache_results_total", result="hit") >= sent - 2
-    for name in (
-        "memoserve_predict_duration_seconds_bucket",
-        "memoserve_predict_calls_total",
-        "memoserve_model_reloads_total",
-        "memoserve_redis_commands_total",
-    ):
-        assert name in text
+        reloads = metric(client, "memoserve_model_reloads_total", outcome="ok")
+        breaker = metric(client, "memoserve_breaker_state")
+    d = {name: after[name] - before[name] for name in after}
+    assert d["requests"] == d["timed"] == sent
+    assert 1 <= d["misses"] <= 2, d  # each worker's first may miss: the other's write is behind
+    assert d["hits"] == sent - d["misses"], d  # one row a request: a hit or a miss
+    # Each miss is one model call of one row, timed and sized.
+    assert d["model calls"] == d["model calls timed"] == d["batches"] == d["batch rows"], d
+    assert d["model calls"] == d["misses"], d
+    assert d["redis errors"] == 0, d
+    assert reloads == 2  # one start-up load a worker, nothing since
+    assert breaker == 0
+    assert f'memoserve_model_info{{name="iris",version="{version}"}} 1.0' in text
 
 
 def test_every_log_line_is_json(traced: Traced) -> None:

@@ -14,13 +14,21 @@ import httpx
 import orjson
 import pytest
 
-from devtools.localstack.processes import LOOPBACK, Proc, Replica, SentinelCluster, start_mlflow
+from devtools.localstack.processes import (
+    LOOPBACK,
+    Proc,
+    Replica,
+    SentinelCluster,
+    start_mlflow,
+    wait_until,
+)
 from memoserve_models import registry
 from service.cache.keys import KeySpace
 from service.promotion.signature import sign
-from tests.conftest import IRIS_COLUMNS
 from tests.integration.conftest import ReplicaFactory
-from tests.support.keys import version_keys
+from tests.support.keys import published, version_keys
+from tests.support.metrics import metric
+from tests.support.payloads import dataframe_split
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -58,12 +66,8 @@ def register_v1_v2(tracking: str) -> str:
     return name
 
 
-def body(rows: list[list[float]]) -> dict[str, Any]:
-    return {"dataframe_split": {"columns": IRIS_COLUMNS, "data": rows}}
-
-
 def ask(replica: Replica, rows: list[list[float]] = PROBE) -> httpx.Response:
-    r = httpx.post(f"{replica.url}/invocations", json=body(rows), timeout=10)
+    r = httpx.post(f"{replica.url}/invocations", json=dataframe_split(rows), timeout=10)
     assert r.status_code == 200, r.text
     return r
 
@@ -164,24 +168,27 @@ def test_push_path_switches_every_replica_purges_and_warms(
         "action": "created",
         "data": {"name": name, "alias": "champion", "version": "2"},
     }
-    now = str(int(time.time()))
-    for secret, ts in [("wrong-secret", now), (SECRET, str(int(time.time()) - 3600))]:
-        r = deliver(a, event, secret, ts)
-        assert r.status_code == 401
-        assert r.json()["error"]["code"] == "unauthorized"
-    time.sleep(1.0)
-    assert {ask(r).headers["x-model-version"] for r in (a, b) for _ in range(4)} == {"1"}
-    assert deliver(a, event, SECRET, str(int(time.time()))).status_code == 202
-    took = wait_for_version([a, b], "2")
+    alias_changed = {"type": "alias_changed", "model": name, "alias": "champion", "version": "2"}
+    with published(sentinel_cluster, keys.events) as events:
+        now = str(int(time.time()))
+        for secret, ts in [("wrong-secret", now), (SECRET, str(int(time.time()) - 3600))]:
+            r = deliver(a, event, secret, ts)
+            assert r.status_code == 401
+            assert r.json()["error"]["code"] == "unauthorized"
+        assert {ask(r).headers["x-model-version"] for r in (a, b) for _ in range(4)} == {"1"}
+        assert deliver(a, event, SECRET, str(int(time.time()))).status_code == 202
+        took = wait_for_version([a, b], "2")
+        wait_until(lambda: alias_changed in events(), 5, "the valid delivery's event")
+        # An accepted delivery tells every worker over the channel before any refresh, so one
+        # of the refused deliveries would have been heard before the valid one: none was.
+        heard = events()
+    assert heard[0] == alias_changed, heard
+    assert heard.count(alias_changed) == 1, heard
     print(
         f"\npush path (signed delivery → pub/sub): all workers of both replicas on v2 "
         f"{took:.2f}s after the delivery"
     )
-    assert ask(a).json() == {"predictions": [1]}
-    # Warm-up: the hot row was computed on v2 before the swap.
-    hot = ask(b, HOT)
-    assert (hot.headers["x-model-version"], hot.headers["x-cache"]) == ("2", "HIT")
-    wait_until_gone(sentinel_cluster, keys, name, "1")
+    settled_on([a, b], "2", [1], purged="1", cluster=sentinel_cluster, keys=keys, name=name)
 
     # Through MLflow's own webhook this time; rolling back is just another promotion.
     hook = mlflow_call(
@@ -203,20 +210,33 @@ def test_push_path_switches_every_replica_purges_and_warms(
             f"push path (MLflow webhook → pub/sub): all workers on v1 {took:.2f}s after the "
             f"alias call returned (the call took {call:.2f}s)"
         )
-        assert ask(b).json() == {"predictions": [0]}
-        hot = ask(b, HOT)
-        assert (hot.headers["x-model-version"], hot.headers["x-cache"]) == ("1", "HIT")
-        wait_until_gone(sentinel_cluster, keys, name, "2")
+        settled_on([a, b], "1", [0], purged="2", cluster=sentinel_cluster, keys=keys, name=name)
     finally:
         mlflow_call(registry.client(mlflow_server).delete_webhook, hook)
 
 
-def wait_until_gone(cluster: SentinelCluster, keys: KeySpace, name: str, version: str) -> None:
-    """The purge removes every key of the replaced version (it runs in the background)."""
-    deadline = time.monotonic() + 10
-    while version_keys(cluster, keys, name, version) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert version_keys(cluster, keys, name, version) == []
+def settled_on(
+    on: list[Replica],
+    version: str,
+    predictions: list[int],
+    *,
+    purged: str,
+    cluster: SentinelCluster,
+    keys: KeySpace,
+    name: str,
+) -> None:
+    """After a switch to ``version``: every replica answers PROBE with ``predictions`` and the
+    hot row as a HIT (warmed: computed on ``version`` before the swap), and the purge, which runs
+    in the background, removes every key of the replaced version."""
+    for replica in on:
+        assert ask(replica).json() == {"predictions": predictions}
+        hot = ask(replica, HOT)
+        assert (hot.headers["x-model-version"], hot.headers["x-cache"]) == (version, "HIT")
+    wait_until(
+        lambda: version_keys(cluster, keys, name, purged) == [],
+        10,
+        f"every key of version {purged} purged",
+    )
 
 
 def test_poll_path_alone_converges(
@@ -269,7 +289,14 @@ def test_mlflow_down_running_replicas_serve_and_restarts_use_the_local_copy(
         assert ask(running).headers["x-model-version"] == "1"
     finally:
         own.stop()
-    time.sleep(1.5)  # at least one poll fails
+    with httpx.Client(base_url=running.url) as c:
+        # Polls are counted as they end: the second from now ran all of it with MLflow down.
+        polls = metric(c, "memoserve_model_polls_total")
+        wait_until(
+            lambda: metric(c, "memoserve_model_polls_total") >= polls + 2,
+            30,
+            "a poll with MLflow down",
+        )
     for rows in (PROBE, [[7.0, 3.2, 4.7, 1.4]]):
         assert ask(running, rows).headers["x-model-version"] == "1"
     restarted = replicas(**env)  # same cache dir, as an emptyDir survives a container restart

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
 import redis
 
-from devtools.localstack.processes import LOOPBACK, SentinelCluster
+from devtools.localstack.processes import LOOPBACK, SentinelCluster, wait_until
 from service.cache.keys import KeySpace
 
 
@@ -31,3 +36,29 @@ def version_keys(cluster: SentinelCluster, keys: KeySpace, model: str, version: 
     """Every key a purge of ``model``/``version`` must remove: its rows and hot sets."""
     hot = master_keys(cluster, keys.hot(model, version, "*"))
     return master_keys(cluster, keys.version_pattern(model, version)) + hot
+
+
+@contextmanager
+def published(cluster: SentinelCluster, channel: str) -> Iterator[Callable[[], list[Any]]]:
+    """Subscribed to ``channel`` on the current master: yields a function that returns every
+    message published there since, decoded, in the order Redis delivered them."""
+    with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as client:
+        pubsub = client.pubsub()
+        pubsub.subscribe(channel)
+        wait_until(
+            lambda: (m := pubsub.get_message(timeout=0.1)) is not None and m["type"] == "subscribe",
+            5,
+            f"the subscription to {channel}",
+        )
+        heard: list[Any] = []
+
+        def messages() -> list[Any]:
+            while (m := pubsub.get_message(timeout=0.01)) is not None:
+                if m["type"] == "message":
+                    heard.append(orjson.loads(m["data"]))
+            return list(heard)
+
+        try:
+            yield messages
+        finally:
+            pubsub.close()
