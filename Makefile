@@ -3,14 +3,22 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+LOCK_BUILD   := requirements/build.txt
+LOCK_RUNTIME := requirements/runtime.txt
+LOCK_DEV     := requirements/dev.txt
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: setup run test fmt lint typecheck unit integration k8s bench manifests clean redis-bin wrk-bin
+.PHONY: setup run test fmt lint typecheck unit integration k8s bench manifests clean redis-bin wrk-bin \
+        lock
 
-$(STAMP): pyproject.toml
+# The dev venv is the lock files' packages (hash-checked, the same pins the image gets), then
+# the project itself without dependencies; `pip check` catches a pyproject.toml ahead of them.
+$(STAMP): pyproject.toml $(LOCK_BUILD) $(LOCK_DEV)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK_BUILD) -r $(LOCK_DEV)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	@$(BIN)/python -m pip check || { echo "!! pyproject.toml asks for more than requirements/ pins: run \`make lock\`" >&2; exit 1; }
 	touch $(STAMP)
 
 # redis-server and redis-sentinel come from Debian; installed when absent and we are root.
@@ -85,3 +93,23 @@ clean:
 
 k8s: setup tools
 	$(BIN)/pytest -m "k8s or kind"
+
+# --- Lock files ----------------------------------------------------------------------------
+# requirements/ pins every package with its hashes, from one resolution: dev.txt (what
+# `make setup` installs) is compiled from pyproject.toml, runtime.txt (the image's) and build.txt
+# (the build backend, for both) within dev.txt's pins. After changing dependencies in
+# pyproject.toml: `make lock` (keeps every other pin); `make lock UPGRADE=1` moves all pins.
+UV_WHEEL := uv==0.13.8
+UV       := .tools/uv/bin/uv
+COMPILE   = $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+            $(if $(UPGRADE),--upgrade)
+
+$(UV):
+	test -x .tools/uv/bin/python || $(PYTHON) -m venv .tools/uv
+	.tools/uv/bin/python -m pip install -q $(UV_WHEEL)
+
+lock: $(UV)
+	$(COMPILE) pyproject.toml --extra dev -o $(LOCK_DEV)
+	$(COMPILE) pyproject.toml -c $(LOCK_DEV) -o $(LOCK_RUNTIME)
+	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+	  | $(COMPILE) - -c $(LOCK_DEV) -o $(LOCK_BUILD)

@@ -1,0 +1,1 @@
+"""The image suite (see conftest.py)."""
