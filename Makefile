@@ -9,7 +9,7 @@ LOCK_DEV     := requirements/dev.txt
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: setup run test fmt lint typecheck unit integration k8s bench manifests clean redis-bin wrk-bin \
-        lock
+        lock image image-test docker-bin
 
 # The dev venv is the lock files' packages (hash-checked, the same pins the image gets), then
 # the project itself without dependencies; `pip check` catches a pyproject.toml ahead of them.
@@ -50,7 +50,8 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy --strict service devtools
 
-test: setup redis-bin tools lint typecheck
+# One pytest run (one summary line): the image suite (tests/image) is in it, as `make image-test`.
+test: setup redis-bin docker-bin tools lint typecheck
 	$(BIN)/pytest
 
 unit: setup
@@ -94,7 +95,7 @@ clean:
 k8s: setup tools
 	$(BIN)/pytest -m "k8s or kind"
 
-# --- Lock files ----------------------------------------------------------------------------
+# --- Lock files and the image ----------------------------------------------------------------
 # requirements/ pins every package with its hashes, from one resolution: dev.txt (what
 # `make setup` installs) is compiled from pyproject.toml, runtime.txt (the image's) and build.txt
 # (the build backend, for both) within dev.txt's pins. After changing dependencies in
@@ -113,3 +114,24 @@ lock: $(UV)
 	$(COMPILE) pyproject.toml -c $(LOCK_DEV) -o $(LOCK_RUNTIME)
 	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
 	  | $(COMPILE) - -c $(LOCK_DEV) -o $(LOCK_BUILD)
+
+# Debian's dockerd (and debootstrap, for a local base image) when no engine answers and they
+# are absent and we are root; otherwise the image suite skips without an engine, saying why.
+docker-bin:
+	@if docker info >/dev/null 2>&1; then :; \
+	elif command -v dockerd >/dev/null && command -v debootstrap >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo ">> installing docker.io and debootstrap from Debian"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap) >/dev/null; \
+	else \
+	  echo "!! no container engine answers, and dockerd/debootstrap need root to install" >&2; \
+	fi
+
+# Builds memoserve:dev with the engine that runs (or Debian's dockerd, started and stopped
+# here); where the pinned base cannot be pulled, a local Debian base (cached in .cache/image).
+image: setup docker-bin
+	$(BIN)/python -m tests.image.image_tools build
+
+# The image as the chart runs it, against Redis + Sentinels and MLflow on loopback.
+image-test: setup redis-bin docker-bin tools
+	$(BIN)/pytest -m image

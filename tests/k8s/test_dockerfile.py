@@ -1,7 +1,6 @@
 """The Dockerfile: hadolint-clean, multi-stage, dependencies before source, numeric user.
 
-No Docker engine runs here, so the image is not built; what building it would check is in
-docs/kubernetes.md (`docker build` then `docker run --read-only`).
+Static checks of the file; the image suite (tests/image) builds it and runs it as the chart does.
 """
 
 from __future__ import annotations
@@ -46,6 +45,18 @@ def stages() -> dict[str, list[tuple[str, str]]]:
     return found
 
 
+def build_args() -> dict[str, str]:
+    """The ``ARG name=default`` lines before the first FROM."""
+    args = {}
+    for keyword, rest in instructions():
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, _, default = rest.partition("=")
+            args[name] = default
+    return args
+
+
 def test_hadolint(hadolint: str) -> None:
     result = subprocess.run(
         [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
@@ -53,27 +64,40 @@ def test_hadolint(hadolint: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_two_stages_on_python_slim() -> None:
+def test_the_base_is_pinned_by_digest_and_can_be_overridden() -> None:
+    base = build_args()["BASE_IMAGE"]
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base), base
     found = stages()
-    assert list(found) == ["builder", "runtime"]
-    assert all(steps[0] == ("FROM", "python:3.11-slim") for steps in found.values())
+    assert list(found) == ["deps", "project", "venv", "runtime"]
+    assert [steps[0] for steps in found.values()] == [
+        ("FROM", "${BASE_IMAGE}"),
+        ("FROM", "deps"),
+        ("FROM", "deps"),
+        ("FROM", "${BASE_IMAGE}"),
+    ]
 
 
-def test_dependencies_install_before_the_source_is_copied() -> None:
-    steps = stages()["builder"]
-    install = next(i for i, (k, rest) in enumerate(steps) if k == "RUN" and "-r " in rest)
-    first_source = next(i for i, (k, rest) in enumerate(steps) if k == "COPY" and "service" in rest)
-    assert install < first_source
-    copied_before = [rest for k, rest in steps[:install] if k == "COPY"]
-    assert copied_before == ["pyproject.toml README.md ./"]
+def test_dependencies_install_from_the_lock_files_before_the_source_is_copied() -> None:
+    deps = stages()["deps"]
+    install = next(i for i, (k, rest) in enumerate(deps) if k == "RUN" and "-r " in rest)
+    assert "--require-hashes" in deps[install][1]
+    assert "-r requirements/runtime.txt" in deps[install][1]
+    copied_before = [rest for k, rest in deps[:install] if k == "COPY"]
+    assert copied_before == [
+        "requirements/build.txt requirements/runtime.txt requirements/",
+        "docker/slim_venv.py docker/",
+    ]
+    assert not any(k == "COPY" and "service" in rest for k, rest in deps)
+    assert any(k == "COPY" and "service" in rest for k, rest in stages()["project"])
 
 
 def test_runtime_copies_only_the_virtualenv_and_the_packages() -> None:
     copies = [rest for k, rest in stages()["runtime"] if k == "COPY"]
     assert copies == [
-        "--from=builder /opt/venv /opt/venv",
-        "--from=builder /src/service /app/service",
-        "--from=builder /src/mlflow/memoserve_models /app/memoserve_models",
+        "--from=venv /opt/venv /opt/venv",
+        "--from=project /opt/memoserve /opt/memoserve",
+        "--from=project /src/service /app/service",
+        "--from=project /src/mlflow/memoserve_models /app/memoserve_models",
     ]
 
 
@@ -108,9 +132,27 @@ def test_dockerignore_lets_in_what_the_build_copies() -> None:
                 keep = negated
         return keep
 
-    for source in ("pyproject.toml", "README.md", "service/cli.py", "mlflow/memoserve_models"):
+    sources = (
+        "pyproject.toml",
+        "README.md",
+        "requirements/build.txt",
+        "requirements/runtime.txt",
+        "docker/slim_venv.py",
+        "service/cli.py",
+        "mlflow/memoserve_models",
+    )
+    for source in sources:
         assert included(source), source
         assert (ROOT / source).exists(), source
-    for excluded in (".venv/bin/python", ".tools/bin/helm", ".git/HEAD", "charts/memoserve"):
+    for excluded in (
+        ".venv/bin/python",
+        ".tools/bin/helm",
+        ".git/HEAD",
+        ".cache/image/build.log",
+        "charts/memoserve",
+        "devtools/localstack/stack.py",
+        "tests/image/image_tools.py",
+        "requirements/dev.txt",
+    ):
         assert not included(excluded), excluded
     assert not included(str(Path("service/__pycache__/cli.cpython-311.pyc")))

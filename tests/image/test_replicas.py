@@ -1,0 +1,381 @@
+"""The image as the chart runs it: its registry-setup Job, two replicas and its `helm test` pod,
+each a container of the built image with the rendered pod's security context, emptyDirs as
+tmpfs, limits and environment (tests/image/pods.py), on loopback. Redis (master, replica, three
+Sentinels) and an MLflow server run as host processes, as in the integration suite.
+
+The tests run in file order on one set of containers: the Job registers `iris@champion` and
+points MLflow's webhook at replica A; then a MISS on A is a HIT on B, the chart's test pod
+passes, /metrics sums both workers, a promotion switches both replicas, the Redis master dies
+and both keep answering, and a third replica drains on SIGTERM under a steady stream.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from devtools.localstack.processes import (
+    SentinelCluster,
+    free_port,
+    redis_available,
+    start_mlflow,
+    wait_until,
+)
+from memoserve_models import registry
+from service.cache.keys import KeySpace
+from tests.image import pods
+from tests.image.conftest import record
+from tests.image.image_tools import Engine
+from tests.image.pods import Chart, Container, Pod
+from tests.integration.test_promotion import mlflow_call, wait_for_version
+from tests.support.keys import row_entries
+from tests.support.metrics import metric
+from tests.support.payloads import IRIS_ROWS, dataframe_split
+from tests.support.traffic import Stream, Tally
+
+pytestmark = pytest.mark.image
+
+SECRETS = {"webhook-secret": "image-test-webhook-secret"}
+DEPLOYMENT = ("Deployment", "memoserve")
+JOB = ("Job", "memoserve-registry-setup")
+TEST_POD = ("Pod", "memoserve-test-cache-hit")
+PROBE = IRIS_ROWS[0]  # the chart's test payload row; v1 of iris says 0, v2 (label_shift=1) 1
+_distinct = itertools.count(1)
+
+
+def distinct_row(_: int = 0) -> list[list[float]]:
+    """A row no one asked before (a miss), in the iris columns."""
+    return [[7.0 + next(_distinct) / 1000, 2.5, 4.5, 1.5]]
+
+
+@dataclass
+class Stack:
+    """What the containers talk to, and how they are started."""
+
+    engine: Engine
+    image: str
+    chart: Chart
+    cluster: SentinelCluster
+    tracking: str
+    ports: dict[str, int]
+
+    @property
+    def keys(self) -> KeySpace:
+        return KeySpace(self.chart.pod(*DEPLOYMENT).env(SECRETS, {})["MEMOSERVE_NAMESPACE"])
+
+    def loopback(self, port: int | None = None) -> dict[str, str]:
+        """The chart's in-cluster addresses, replaced by the host processes' on loopback."""
+        env = {
+            "MEMOSERVE_REDIS_SENTINELS": self.cluster.sentinel_addresses,
+            "MEMOSERVE_REDIS_MASTER_NAME": self.cluster.master_name,
+            "MEMOSERVE_MLFLOW_TRACKING_URI": self.tracking,
+            "MLFLOW_TRACKING_URI": self.tracking,
+        }
+        if port is not None:
+            env["MEMOSERVE_BIND"] = f"127.0.0.1:{port}"
+        return env
+
+    def replica(self, name: str, **env: str) -> Container:
+        pod = self.chart.pod(*DEPLOYMENT)
+        port = self.ports[name]
+        full = pod.env(SECRETS, {**self.loopback(port), **env})
+        return pods.run(self.engine, self.image, pod, name, env=full, port=port)
+
+    def once(self, kind_name: tuple[str, str], name: str, **env: str) -> tuple[int, str]:
+        """A run-to-completion pod (Job, test Pod): its exit code and output."""
+        pod: Pod = self.chart.pod(*kind_name)
+        full = pod.env(SECRETS, {**self.loopback(), **env})
+        container = pods.run(self.engine, self.image, pod, name, env=full)
+        try:
+            code = container.wait(timeout=300)
+            return code, container.logs()
+        finally:
+            container.remove()
+
+
+@pytest.fixture(scope="module")
+def stack(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if not redis_available():
+        pytest.fail("redis-server is not installed: run `make image-test` (it installs it)")
+    chart = Chart.render()
+    cluster = SentinelCluster(tmp_path_factory.mktemp("image-redis")).start()
+    try:
+        mlflow = start_mlflow(tmp_path_factory.mktemp("image-mlflow"))
+        try:
+            ports = {name: free_port() for name in ("a", "b", "c")}
+            yield Stack(engine, image, chart, cluster, f"http://127.0.0.1:{mlflow.port}", ports)
+        finally:
+            mlflow.stop()
+    finally:
+        cluster.stop()
+
+
+@dataclass
+class Setup:
+    code: int
+    logs: str
+    seconds: float
+
+
+@pytest.fixture(scope="module")
+def registry_setup(stack: Stack) -> Setup:
+    """The chart's post-install Job: the demo model and the webhook to replica A."""
+    started = time.monotonic()
+    code, logs = stack.once(
+        JOB, "registry-setup", WEBHOOK_URL=f"http://127.0.0.1:{stack.ports['a']}/v1/webhooks/mlflow"
+    )
+    return Setup(code, logs, time.monotonic() - started)
+
+
+@pytest.fixture(scope="module")
+def pair(stack: Stack, registry_setup: Setup) -> Iterator[tuple[Container, Container]]:
+    """Replicas A and B, started one after the other so that each start is measured alone."""
+    assert registry_setup.code == 0, registry_setup.logs[-3000:]
+    started: list[Container] = []
+    try:
+        for name in ("a", "b"):
+            replica = stack.replica(name)
+            started.append(replica)
+            seconds = replica.wait_ready()
+            record(f"cold start to /readyz, replica {name.upper()}: {seconds:.1f} s")
+        yield started[0], started[1]
+    finally:
+        for replica in started:
+            if not replica.stopped and replica.running():
+                record(f"replica {replica.name[-1].upper()} stopped: exit {replica.stop()}")
+            replica.remove()
+
+
+def ask(replica: Container, rows: list[list[float]]) -> httpx.Response:
+    r = httpx.post(f"{replica.url}/invocations", json=dataframe_split(rows), timeout=10)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def access_lines(replica: Container, path: str = "/invocations") -> list[dict[str, Any]]:
+    """The replica's JSON access lines for ``path`` (from `docker logs`)."""
+    lines = []
+    for line in replica.logs().splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("logger") == "memoserve.access" and entry.get("path") == path:
+                lines.append(entry)
+    return lines
+
+
+# --- twins of the kind tests: install (the Job, ready pods) and `helm test` ------------------
+
+
+def test_the_registry_setup_job_registers_the_demo_and_the_webhook(
+    stack: Stack, registry_setup: Setup
+) -> None:
+    assert registry_setup.code == 0, registry_setup.logs[-3000:]
+    record(f"registry-setup Job (demo model + webhook): {registry_setup.seconds:.0f} s")
+    client = registry.client(stack.tracking)
+    assert mlflow_call(client.get_model_version_by_alias, "iris", "champion").version == "1"
+    hooks = mlflow_call(client.list_webhooks)
+    assert [h.url for h in hooks] == [f"http://127.0.0.1:{stack.ports['a']}/v1/webhooks/mlflow"]
+
+
+def test_replicas_run_read_only_as_uid_10001_without_capabilities(
+    stack: Stack, pair: tuple[Container, Container]
+) -> None:
+    pod = stack.chart.pod(*DEPLOYMENT)
+    for replica in pair:
+        host = json.loads(replica.inspect("{{json .HostConfig}}"))
+        assert host["ReadonlyRootfs"] is True
+        assert host["CapDrop"] == ["ALL"]
+        assert "no-new-privileges" in host["SecurityOpt"]
+        assert set(host["Tmpfs"]) == {m["mountPath"] for m in pod.container["volumeMounts"]}
+        assert replica.inspect("{{.Config.User}}") == "10001:10001"
+        probe = stack.engine.docker(
+            "exec",
+            replica.id,
+            "sh",
+            "-c",
+            "id -u; grep CapEff /proc/1/status; touch /app/x 2>&1 || true; touch /tmp/x "
+            "/var/cache/memoserve/x && echo writable; ls /var/run/memoserve/prometheus",
+        ).stdout
+        assert probe.splitlines()[0] == "10001"
+        assert "CapEff:\t0000000000000000" in probe
+        assert "Read-only file system" in probe
+        assert "writable" in probe
+        assert ".db" in probe, "no multiprocess metrics files where the chart mounts them"
+
+
+def test_the_charts_helm_test_pod_sees_a_cache_hit(
+    stack: Stack, pair: tuple[Container, Container]
+) -> None:
+    a, _ = pair
+    code, logs = stack.once(TEST_POD, "helm-test", URL=f"{a.url}/invocations")
+    assert code == 0, logs
+    assert "first: ('MISS'" in logs, logs
+    assert "'HIT'" in logs, logs
+
+
+def test_a_miss_on_one_replica_is_a_hit_on_the_other(
+    stack: Stack, pair: tuple[Container, Container]
+) -> None:
+    a, b = pair
+    row = distinct_row()
+    entries = len(row_entries(stack.cluster, stack.keys, "iris", "1"))
+    first = ask(a, row)
+    assert (first.headers["x-cache"], first.headers["x-model-version"]) == ("MISS", "1")
+    wait_until(
+        lambda: len(row_entries(stack.cluster, stack.keys, "iris", "1")) > entries,
+        5,
+        "A's write of the row",
+    )
+    second = ask(b, row)
+    assert second.headers["x-cache"] == "HIT"
+    assert second.content == first.content
+
+
+def test_metrics_are_summed_over_both_workers(pair: tuple[Container, Container]) -> None:
+    a, _ = pair
+    with httpx.Client(base_url=a.url) as client:
+        before = metric(client, "memoserve_requests_total", route="/invocations", status="200")
+    seen = len(access_lines(a))
+    sent, pids = 0, set()
+    while len(pids) < 2 and sent < 400:
+        for _ in range(10):  # a new connection each, so that both workers accept some
+            ask(a, distinct_row())
+            sent += 1
+        wait_until(lambda n=seen + sent: len(access_lines(a)) >= n, 5, "the access lines")
+        pids = {line["pid"] for line in access_lines(a)[seen:]}
+    assert len(pids) == 2, "every request went to one worker"
+    with httpx.Client(base_url=a.url) as client:
+        after = metric(client, "memoserve_requests_total", route="/invocations", status="200")
+    assert after - before == sent
+    record(f"/metrics of replica A: {sent} requests served by workers {sorted(pids)}, all counted")
+
+
+# --- beyond what the kind tests show ------------------------------------------------------
+
+
+def test_a_promotion_in_mlflow_switches_both_replicas(
+    stack: Stack, pair: tuple[Container, Container]
+) -> None:
+    a, b = pair
+    assert ask(a, [PROBE]).json() == {"predictions": [0]}
+    version = mlflow_call(
+        registry.register, "iris", "iris", tracking_uri=stack.tracking, label_shift=1
+    )
+    assert version == "2"
+    deliveries = len(access_lines(a, "/v1/webhooks/mlflow"))
+    mlflow_call(registry.promote, "iris", version, alias="champion", tracking_uri=stack.tracking)
+    took = wait_for_version([a, b], "2")  # it needs only a replica's url
+    assert [ask(r, [PROBE]).json() for r in pair] == [{"predictions": [1]}] * 2
+    hooks = access_lines(a, "/v1/webhooks/mlflow")[deliveries:]
+    assert [h["status"] for h in hooks] == [202], "the switch did not come by the webhook"
+    record(f"promotion: both replicas on v2 {took:.2f} s after the alias moved (webhook → A → B)")
+
+
+def test_both_replicas_answer_through_a_redis_failover(
+    stack: Stack, pair: tuple[Container, Container]
+) -> None:
+    a, b = pair
+    old_master = stack.cluster.current_master_port()
+    tally = Tally()
+    with Stream(a.url, tally, rows=distinct_row), Stream(b.url, tally, rows=distinct_row):
+        wait_until(lambda: tally.requests >= 20, 10, "traffic")
+        assert stack.cluster.master is not None
+        stack.cluster.master.kill()
+        killed = time.monotonic()
+        wait_until(lambda: "BYPASS" in tally.caches(), 10, "an answer without the cache")
+        wait_until(lambda: stack.cluster.current_master_port() != old_master, 30, "a failover")
+
+        def shared_again() -> bool:
+            row = distinct_row()
+            return ask(a, row).headers["x-cache"] == "MISS" and hit_soon(b, row)
+
+        wait_until(shared_again, 30, "a row computed by A to be a HIT on B")
+        resumed = time.monotonic() - killed
+    assert tally.non_200 == [], tally.non_200[:5]
+    bypass = sum(x.cache == "BYPASS" for x in tally.answers)
+    record(
+        f"Redis failover: {tally.requests} requests to A and B, all 200, {bypass} BYPASS; "
+        f"shared hits again {resumed:.1f} s after SIGKILL of the master"
+    )
+
+
+def hit_soon(replica: Container, row: list[list[float]]) -> bool:
+    """Whether ``row`` is a HIT on ``replica`` once the fire-and-forget write had time."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        if ask(replica, row).headers["x-cache"] == "HIT":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_sigterm_drains_a_replica_under_a_steady_stream(
+    stack: Stack, pair: tuple[Container, Container]
+) -> None:
+    """A third replica serving a slow model (0.3 s a call): 4 streams of misses keep requests
+    in flight on it while a fifth stream asks A throughout."""
+    a, _ = pair
+    name = f"slow-{uuid.uuid4().hex[:6]}"
+    mlflow_call(
+        registry.register,
+        "slow",
+        name,
+        tracking_uri=stack.tracking,
+        alias="champion",
+        delay_seconds=0.3,
+        n_estimators=10,
+    )
+    c = stack.replica("c", MEMOSERVE_MODEL_URI=f"models:/{name}@champion")
+    try:
+        record(f"cold start to /readyz, replica C (slow model): {c.wait_ready():.1f} s")
+        on_c, on_a = Tally(), Tally()
+        streams = [
+            Stream(c.url, on_c, rows=distinct_row, interval=0, keepalive=False, limit=400)
+            for _ in range(4)
+        ]
+        with Stream(a.url, on_a, rows=distinct_row):
+            for s in streams:
+                s.__enter__()
+            try:
+                wait_until(lambda: sum(x.status == 200 for x in on_c.answers) >= 8, 20, "traffic")
+                term = time.monotonic()
+                code = c.stop()
+                stopped = time.monotonic() - term
+            finally:
+                for s in streams:
+                    s.__exit__()
+    finally:
+        c.remove()
+    drained = [x for x in on_c.answers if x.status == 200 and x.sent < term < x.done]
+    reached = [x for x in on_c.answers if x.error != "ConnectError"]  # refused: never sent
+    record(
+        f"SIGTERM drain of replica C: exit {code} after {stopped:.1f} s; {len(reached)} requests "
+        f"reached it ({len(drained)} in flight at the SIGTERM), "
+        f"{sum(x.status != 200 for x in reached)} failed; {on_a.requests} to A meanwhile, "
+        f"{len(on_a.non_200)} failed"
+    )
+    assert code == 0
+    assert on_c.lost == [], [x.error for x in on_c.lost]
+    assert {x.status for x in on_c.answers} <= {200, 0}
+    assert drained, "no request was in flight at the SIGTERM: the test proved nothing"
+    assert on_a.non_200 == []
+
+
+def test_replicas_stop_cleanly(pair: tuple[Container, Container]) -> None:
+    """What a rollout does to the old pods: SIGTERM, and the master exits 0."""
+    assert [r.stop() for r in pair] == [0, 0]
+
+
+def test_nothing_of_this_module_is_left_running(stack: Stack) -> None:
+    listed = stack.engine.docker(
+        "ps", "--quiet", "--filter", f"label={pods.LABEL}={pods.SESSION}"
+    ).stdout.split()
+    assert listed == []
