@@ -9,7 +9,7 @@ LOCK_DEV     := requirements/dev.txt
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: setup run test fmt lint typecheck unit integration k8s bench manifests clean redis-bin wrk-bin \
-        lock image image-test docker-bin
+        lock image image-test docker-bin chaos
 
 # The dev venv is the lock files' packages (hash-checked, the same pins the image gets), then
 # the project itself without dependencies; `pip check` catches a pyproject.toml ahead of them.
@@ -59,6 +59,10 @@ unit: setup
 
 integration: setup redis-bin
 	$(BIN)/pytest -m integration
+
+# The failure scenarios and the fuzz (part of `make test`); prints the chaos report table.
+chaos: setup redis-bin
+	$(BIN)/pytest -m chaos
 
 # wrk drives the benchmarks (loopback only); Debian has it.
 wrk-bin:

@@ -25,6 +25,7 @@ from service.dataplane import DataPlane
 from service.models.factory import build_source
 from service.models.heap import HeapFreezer
 from service.models.manager import ModelManager
+from service.models.replica_fence import from_environment as replica_fence_from_environment
 from service.models.source import ModelSource
 from service.observability.middleware import RequestObservability
 from service.observability.tracing import instrument_app
@@ -101,8 +102,10 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             registry_name=model_source.registry_name,
         )
         freezer = HeapFreezer()
+        replica_fence = replica_fence_from_environment()
         manager = ModelManager(
             model_source,
+            replica_fence=replica_fence,
             poll_seconds=settings.model_poll_seconds,
             retry_max_seconds=settings.model_load_retry_max_seconds,
             catch_up_seconds=settings.model_load_wait_seconds,
@@ -147,6 +150,8 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             await batcher.stop()
             await background.drain()
             await shared.close()
+            if replica_fence is not None:
+                replica_fence.close()
 
     app = FastAPI(
         title="memoserve",

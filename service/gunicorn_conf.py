@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from service.models.replica_fence import REPLICA_FENCE_ENV
 from service.observability.logs import gunicorn_logconfig
 from service.settings import Settings
 
@@ -36,6 +37,11 @@ def on_starting(server: Any) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
         stale.unlink()
+    # The workers of this replica share the version the newest of them serves (see
+    # service.models.replica_fence); a previous run's is not this one's.
+    fence = directory / "replica-fence"
+    fence.unlink(missing_ok=True)
+    os.environ[REPLICA_FENCE_ENV] = str(fence)
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -133,7 +133,7 @@ class FaultProxy:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.sleep(0)  # let the transports finish closing
+        await asyncio.sleep(0.1)  # let the transports finish closing their sockets
 
     async def _reset_all(self) -> int:
         links = list(self._links)

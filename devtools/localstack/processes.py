@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -289,9 +290,13 @@ def start_replica(
 
 
 def _status(url: str) -> int:
-    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
-        status: int = response.status
-        return status
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as error:  # a 503 while loading: close its socket too
+        with error:
+            return error.code
 
 
 def start_mlflow(workdir: Path, *, port: int | None = None, timeout: float = 90.0) -> Proc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -42,26 +43,28 @@ async def _read(request: Request, max_bytes: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         if int(length) <= DRAIN_LIMIT_BYTES:
-            await _discard(request, DRAIN_LIMIT_BYTES)
+            await _discard(request.stream(), DRAIN_LIMIT_BYTES)
         raise PayloadTooLarge(
             f"body of {length} bytes; at most {max_bytes}", {"max_bytes": max_bytes}
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    async for chunk in stream:
         size += len(chunk)
         if size > max_bytes:
-            await _discard(request, DRAIN_LIMIT_BYTES - size)
+            await _discard(stream, DRAIN_LIMIT_BYTES - size)
             raise PayloadTooLarge(f"body of more than {max_bytes} bytes", {"max_bytes": max_bytes})
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _discard(request: Request, limit: int) -> None:
-    """Read and drop the rest of the body, up to ``limit`` bytes."""
+async def _discard(stream: AsyncIterator[bytes], limit: int) -> None:
+    """Read and drop the rest of a body, up to ``limit`` bytes (one stream: a request's can be
+    iterated only once)."""
     dropped = 0
     with contextlib.suppress(ClientDisconnect):
-        async for chunk in request.stream():
+        async for chunk in stream:
             dropped += len(chunk)
             if dropped > limit:
                 return

@@ -18,6 +18,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 
 from service.models.loaded import LoadedModel
+from service.models.replica_fence import ReplicaFence
 from service.models.source import ModelSource
 from service.observability import metrics
 
@@ -38,6 +39,7 @@ class ModelManager:
         poll_seconds: float = 0.0,
         retry_max_seconds: float = 30.0,
         catch_up_seconds: float = 30.0,
+        replica_fence: ReplicaFence | None = None,
         before_load: Sequence[LoadHook] = (),
         before_swap: Sequence[SwapHook] = (),
         after_swap: Sequence[SwapHook] = (),
@@ -47,6 +49,7 @@ class ModelManager:
         self.retry_max_seconds = retry_max_seconds
         self.catch_up_seconds = catch_up_seconds
         self.current: LoadedModel | None = None
+        self.replica_fence = replica_fence
         self.before_load = tuple(before_load)
         self.before_swap = tuple(before_swap)
         self.after_swap = tuple(after_swap)
@@ -84,12 +87,21 @@ class ModelManager:
             if self.current is not None and self.current.version == version:
                 if self.fence == fence:  # not announced while we asked: the fence is stale
                     self.fence = None
+                shared = self.replica_fence
+                if shared is not None and shared.published() not in (None, version):
+                    # A sibling serves another version than the one the alias names and we
+                    # serve (a rollback overtaken by a promotion): it must fence itself.
+                    shared.publish(version)
                 return False
             return await self._swap_to(version, reason)
 
     async def serving(self) -> LoadedModel | None:
         """The version to answer with: ``current``, once caught up when another worker already
         serves a newer one (bounded by ``catch_up_seconds``)."""
+        if self.replica_fence is not None:
+            version = self.replica_fence.changed()
+            if version is not None:
+                self.served_elsewhere(version)
         if self.fence is not None:
             await self.catch_up(self.catch_up_seconds)
         return self.current
@@ -130,6 +142,8 @@ class ModelManager:
         old = self.current
         for hook in self.before_swap:
             await _run_hook(hook, old, model, "before-swap")
+        if self.replica_fence is not None and old is not None:
+            self.replica_fence.publish(model.version)  # siblings fence before we answer
         self.current = model
         self.fence = None
         metrics.MODEL_RELOADS.labels("ok").inc()

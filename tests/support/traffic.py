@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from tests.support.payloads import IRIS_ROWS, dataframe_split
 
@@ -61,18 +63,6 @@ class Tally:
     def caches(self) -> set[str]:
         return {a.cache for a in self.answers}
 
-    def stale(self, order: Callable[[str], Any] = int) -> list[Answer]:
-        """Answers of an older version after a newer one, from the same replica, in the order
-        they were sent (``order`` ranks versions; promotion order, not numbers, when given)."""
-        newest: dict[str, Any] = {}
-        stale: list[Answer] = []
-        for a in sorted((a for a in self.answers if a.status == 200), key=lambda a: a.sent):
-            rank = order(a.version)
-            if a.replica in newest and rank < newest[a.replica]:
-                stale.append(a)
-            newest[a.replica] = max(rank, newest.get(a.replica, rank))
-        return stale
-
 
 def ask(
     client: httpx.Client, rows: list[list[float]] | None = None, *, replica: str = ""
@@ -90,6 +80,34 @@ def ask(
         replica,
         sent,
         r.content,
+        done=time.monotonic(),
+    )
+
+
+def ask_fresh(url: str, rows: list[list[float]] | None, *, timeout: float = 5.0) -> Answer:
+    """``ask`` over a connection of its own, closed after the answer (``Connection: close``)."""
+    parts = urlsplit(url)
+    body = orjson.dumps(dataframe_split(rows or IRIS_ROWS[:1]))
+    headers = {"Content-Type": "application/json", "Connection": "close"}
+    sent = time.monotonic()
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        conn.request("POST", "/invocations", body=body, headers=headers)
+        with conn.getresponse() as r:
+            content = r.read()
+    except ConnectionRefusedError:
+        return Answer(0, replica=url, sent=sent, error="ConnectError")
+    except (OSError, http.client.HTTPException) as exc:
+        return Answer(0, replica=url, sent=sent, error=type(exc).__name__)
+    finally:
+        conn.close()
+    return Answer(
+        r.status,
+        r.getheader("x-cache", ""),
+        r.getheader("x-model-version", ""),
+        url,
+        sent,
+        content,
         done=time.monotonic(),
     )
 
@@ -124,15 +142,26 @@ class Stream:
         self._thread.join(30)
 
     def _run(self) -> None:
-        limits = None if self.keepalive else httpx.Limits(max_keepalive_connections=0)
-        with httpx.Client(
-            base_url=self.url, timeout=self.timeout, limits=limits or httpx.Limits()
-        ) as client:
+        if not self.keepalive:  # a fresh connection for every request: any worker may answer
             for n in range(self.limit):
                 if self._stop.is_set():
                     return
-                rows = self.rows(n) if callable(self.rows) else self.rows
-                answer = ask(client, rows, replica=self.url)
+                answer = ask_fresh(self.url, self._rows(n), timeout=self.timeout)
                 with self._lock:
                     self.tally.add(answer)
                 self._stop.wait(self.interval)
+            return
+        with httpx.Client(base_url=self.url, timeout=self.timeout) as client:
+            for n in range(self.limit):
+                if self._stop.is_set():
+                    return
+                self._ask(client, n)
+                self._stop.wait(self.interval)
+
+    def _rows(self, n: int) -> list[list[float]] | None:
+        return self.rows(n) if callable(self.rows) else self.rows
+
+    def _ask(self, client: httpx.Client, n: int) -> None:
+        answer = ask(client, self._rows(n), replica=self.url)
+        with self._lock:
+            self.tally.add(answer)

@@ -1,0 +1,137 @@
+"""Promotions while things break: under load, over a silently dead subscription, with MLflow
+refusing connections or cutting an artifact download, and five promotions in a row against the
+pod's disk. Every answer a 200; no replica answers an older version after a newer one."""
+
+from __future__ import annotations
+
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from devtools.localstack.faults import FaultProxy
+from devtools.localstack.processes import LOOPBACK, Proc, wait_until
+from memoserve_models import registry
+from tests.integration.chaos.conftest import Report
+from tests.integration.conftest import ReplicaFactory
+from tests.support.traffic import Answer, Stream, Tally, ask_fresh
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+
+T = TypeVar("T")
+PROBE = [[5.9, 3.0, 4.2, 1.5]]  # class 1 on v1, class 2 on v2 (label_shift=1)
+
+
+def quiet(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """MLflow's client warns about its own type hints; these tests do not check that."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def tracking(proc: Proc) -> str:
+    return f"http://{LOOPBACK}:{proc.port}"
+
+
+def register(mlflow: Proc, versions: int = 2, n_estimators: int = 10) -> str:
+    """A fresh model with ``versions`` versions, v1 as @champion; odd and even versions answer
+    differently."""
+    name = f"chaos-{uuid.uuid4().hex[:6]}"
+    for v in range(1, versions + 1):
+        quiet(
+            registry.register,
+            "iris",
+            name,
+            tracking_uri=tracking(mlflow),
+            alias="champion" if v == 1 else None,
+            label_shift=(v + 1) % 2,
+            n_estimators=n_estimators,
+        )
+    return name
+
+
+def promote(mlflow: Proc, name: str, version: str) -> None:
+    quiet(registry.promote, name, version, alias="champion", tracking_uri=tracking(mlflow))
+
+
+def serving(name: str, uri: str, redis_url: str, cache: Path, **env: str) -> dict[str, str]:
+    return {
+        "MEMOSERVE_MODEL_URI": f"models:/{name}@champion",
+        "MEMOSERVE_MLFLOW_TRACKING_URI": uri,
+        "MEMOSERVE_REDIS_URL": redis_url,
+        "MEMOSERVE_MODEL_CACHE_DIR": str(cache),
+        **env,
+    }
+
+
+def stale_by_epoch(tally: Tally, epochs: list[tuple[float, str]]) -> list[Answer]:
+    """Answers of another version than the epoch's target sent after the same replica had
+    already answered the target in that epoch (epochs: when the alias moved, and where to).
+    "After" is real time: sent once that answer was received, not merely in flight with it."""
+    stale: list[Answer] = []
+    for k, (start, target) in enumerate(epochs):
+        end = epochs[k + 1][0] if k + 1 < len(epochs) else float("inf")
+        inside = [a for a in tally.answers if a.status == 200 and start <= a.sent < end]
+        first: dict[str, float] = {}
+        for a in inside:
+            if a.version == target:
+                first[a.replica] = min(a.done, first.get(a.replica, a.done))
+        stale += [a for a in inside if a.version != target and a.sent > first.get(a.replica, end)]
+    return stale
+
+
+def on_version(urls: list[str], version: str, timeout: float = 30) -> None:
+    def every() -> bool:
+        return all(ask_fresh(url, PROBE).version == version for url in urls)
+
+    wait_until(every, timeout, f"every replica on version {version}")
+
+
+def test_promotion_under_load_back_and_forth(
+    chaos_mlflow: Proc,
+    redis_behind_proxy: tuple[Proc, FaultProxy],
+    replicas: ReplicaFactory,
+    tmp_path: Path,
+    report: Report,
+) -> None:
+    _, redis_proxy = redis_behind_proxy
+    name = register(chaos_mlflow)
+    env = serving(
+        name,
+        tracking(chaos_mlflow),
+        f"redis://{redis_proxy.address}",
+        tmp_path / "cache",
+        MEMOSERVE_MODEL_POLL_SECONDS="1",
+    )
+    a, b = replicas(**env), replicas(**env)
+    tally = Tally()
+    epochs: list[tuple[float, str]] = [(time.monotonic(), "1")]
+    streams = [
+        Stream(r.url, tally, rows=PROBE, interval=0.02, keepalive=False, limit=3000)
+        for r in (a, b, a, b)
+    ]
+    for s in streams:
+        s.__enter__()
+    try:
+        for version in ("2", "1", "2"):
+            promote(chaos_mlflow, name, version)
+            epochs.append((time.monotonic(), version))
+            on_version([a.url, b.url], version)
+    finally:
+        for s in streams:
+            s.__exit__()
+    stale = stale_by_epoch(tally, epochs)
+    slow = [x for x in tally.answers if x.done - x.sent > 1.5]
+    report.record(
+        "Promotion v1→v2→v1→v2 under 4 streams (2 replicas × 2 workers)",
+        requests=tally.requests,
+        non_200=len(tally.non_200),
+        stale=len(stale),
+    )
+    assert tally.non_200 == []
+    assert stale == [], [(x.replica, x.version, x.sent) for x in stale[:5]]
+    assert slow == [], f"{len(slow)} answers waited more than 1.5 s for a sibling's load"
