@@ -30,8 +30,7 @@ from devtools.localstack.processes import (
     LOOPBACK,
     Proc,
     Replica,
-    free_port,
-    spawn,
+    start_redis,
     start_replica,
 )
 from memoserve_models import demo
@@ -140,21 +139,8 @@ def wrk_load(url: str, seconds: float, workdir: Path, seed: int) -> subprocess.P
 def run(seconds: float, workdir: Path) -> Scrapes:
     model = workdir / "iris.joblib"
     joblib.dump(demo.train_iris(n_estimators=50), model)
-    redis_port = free_port()
-    redis_argv = [
-        "redis-server",
-        "--port",
-        str(redis_port),
-        "--bind",
-        LOOPBACK,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--protected-mode",
-        "no",
-    ]
-    procs: list[Proc] = [spawn("redis", redis_argv, workdir, redis_port)]
+    procs: list[Proc] = [start_redis("redis", workdir)]
+    redis_port = procs[0].port
     replicas: list[Replica] = []
     loads: list[subprocess.Popen[bytes]] = []
     scrapes = Scrapes()
@@ -200,7 +186,7 @@ def run(seconds: float, workdir: Path) -> Scrapes:
         at(seconds * 0.65, "Redis stopped")
         procs[0].stop()
         at(seconds * 0.75, "Redis back")
-        procs.append(spawn("redis-again", redis_argv, workdir, redis_port))
+        procs.append(start_redis("redis-again", workdir, port=redis_port))
         for load in loads:
             load.wait(timeout=seconds + 30)
         stop.set()

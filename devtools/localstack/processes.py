@@ -195,9 +195,12 @@ class SentinelCluster:
         return proc
 
 
-def start_redis(name: str, workdir: Path, *, replica_of: int | None = None) -> Proc:
-    """A throw-away ``redis-server`` on a free loopback port (no persistence), answering."""
-    port = free_port()
+def start_redis(
+    name: str, workdir: Path, *, replica_of: int | None = None, port: int | None = None
+) -> Proc:
+    """A throw-away ``redis-server`` on a free loopback port (or ``port``), without
+    persistence, answering when this returns."""
+    port = port or free_port()
     argv = [
         "redis-server",
         "--port",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 
 from devtools.localstack.faults import FaultProxy
@@ -18,6 +19,7 @@ from devtools.localstack.processes import LOOPBACK, Proc, wait_until
 from memoserve_models import registry
 from tests.integration.chaos.conftest import Report
 from tests.integration.conftest import ReplicaFactory
+from tests.support.metrics import metric
 from tests.support.traffic import Answer, Stream, Tally, ask_fresh
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -135,3 +137,96 @@ def test_promotion_under_load_back_and_forth(
     assert tally.non_200 == []
     assert stale == [], [(x.replica, x.version, x.sent) for x in stale[:5]]
     assert slow == [], f"{len(slow)} answers waited more than 1.5 s for a sibling's load"
+
+
+def versions_seen(tally: Tally) -> dict[str, list[str]]:
+    """Per replica, the versions it answered, in the order they were sent, repeats collapsed."""
+    out: dict[str, list[str]] = {}
+    for a in sorted((a for a in tally.answers if a.status == 200), key=lambda a: a.sent):
+        seen = out.setdefault(a.replica, [])
+        if not seen or seen[-1] != a.version:
+            seen.append(a.version)
+    return out
+
+
+def test_mlflow_refusing_or_cutting_downloads_during_a_promotion(
+    chaos_mlflow: Proc,
+    replicas: ReplicaFactory,
+    tmp_path: Path,
+    report: Report,
+) -> None:
+    """MLflow unreachable, then every response cut after 2 kB (an artifact download torn
+    mid-file): the replica keeps serving v1, never flaps, never loads half a model, and moves
+    to v2 once MLflow answers whole again."""
+    name = register(chaos_mlflow)
+    proxy = FaultProxy(LOOPBACK, chaos_mlflow.port).start()
+    try:
+        cache = tmp_path / "cache"
+        env = serving(
+            name,
+            f"http://{proxy.address}",
+            "",
+            cache,
+            MEMOSERVE_MODEL_POLL_SECONDS="0.5",
+            MEMOSERVE_WORKERS="1",
+        )
+        replica = replicas(**env)
+        tally = Tally()
+        with (
+            Stream(replica.url, tally, rows=PROBE, interval=0.05, limit=3000),
+            httpx.Client(base_url=replica.url, timeout=5) as c,
+        ):
+            for fault in ({"refuse": True}, {"cut_after": 2048}):
+                proxy.set(**fault)  # type: ignore[arg-type]
+                promote(chaos_mlflow, name, "2")
+                polls = metric(c, "memoserve_model_polls_total")
+                wait_until(
+                    lambda p=polls: metric(c, "memoserve_model_polls_total") >= p + 4, 30, "polls"
+                )
+                assert {a.version for a in tally.answers if a.status == 200} == {"1"}
+                promote(chaos_mlflow, name, "1")  # back, for the next fault
+            proxy.set()
+            promote(chaos_mlflow, name, "2")
+            on_version([replica.url], "2")
+        staging = [
+            p.name for p in (cache / name).iterdir() if p.name.startswith(".") and p.is_dir()
+        ]
+    finally:
+        proxy.stop()
+    report.record(
+        "MLflow refusing, then cutting downloads mid-file, during promotions",
+        requests=tally.requests,
+        non_200=len(tally.non_200),
+    )
+    assert tally.non_200 == []
+    assert versions_seen(tally) == {replica.url: ["1", "2"]}  # no flapping, no half model
+    assert staging == []
+
+
+def test_five_promotions_keep_two_versions_on_disk_one_download_each(
+    chaos_mlflow: Proc,
+    replicas: ReplicaFactory,
+    tmp_path: Path,
+    report: Report,
+) -> None:
+    name = register(chaos_mlflow, versions=5, n_estimators=150)  # a few MB each
+    cache = tmp_path / "cache"
+    env = serving(name, tracking(chaos_mlflow), "", cache, MEMOSERVE_MODEL_POLL_SECONDS="0.5")
+    replica = replicas(**env)  # two workers sharing one cache directory
+    sizes = []
+    for version in ("2", "3", "4", "5", "1"):
+        promote(chaos_mlflow, name, version)
+        on_version([replica.url], version)
+        wait_until(
+            lambda: len([p for p in (cache / name).iterdir() if p.is_dir()]) <= 2,
+            10,
+            "old versions pruned",
+        )
+        sizes.append(sum(f.stat().st_size for f in (cache / name).rglob("*") if f.is_file()))
+    kept = sorted(p.name for p in (cache / name).iterdir() if p.is_dir())
+    with httpx.Client(base_url=replica.url, timeout=5) as c:
+        downloads = metric(c, "memoserve_model_downloads_total")
+    report.record("Five promotions of a few-MB model: disk and downloads", requests=5, non_200=0)
+    assert kept == ["1", "5"]  # the serving version and its rollback target
+    assert downloads == 6  # versions 1-5 and 1 again (pruned by then): once per pod, not per worker
+    assert max(sizes) > 1_000_000, sizes  # the model really is a few MB

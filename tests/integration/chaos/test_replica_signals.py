@@ -4,10 +4,12 @@ master replaces the worker."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -41,25 +43,27 @@ def slow_replica(replicas: ReplicaFactory, tmp_path: Path) -> tuple[str, int]:
     return replica.url, replica.proc.popen.pid
 
 
+@contextlib.contextmanager
+def under_load(url: str, tally: Tally) -> Iterator[None]:
+    """Four streams of misses over fresh connections, already flowing when this yields."""
+    with contextlib.ExitStack() as streams:
+        for _ in range(STREAMS):
+            streams.enter_context(
+                Stream(url, tally, rows=distinct_row, interval=0, keepalive=False, limit=400)
+            )
+        wait_until(lambda: sum(a.status == 200 for a in tally.answers) >= 8, 10, "traffic")
+        yield
+
+
 def test_sigterm_drains_every_request_in_flight(
     replicas: ReplicaFactory, tmp_path: Path, report: Report
 ) -> None:
     url, master = slow_replica(replicas, tmp_path)
     tally = Tally()
-    streams = [
-        Stream(url, tally, rows=distinct_row, interval=0, keepalive=False, limit=400)
-        for _ in range(STREAMS)
-    ]
-    for s in streams:
-        s.__enter__()
-    try:
-        wait_until(lambda: sum(a.status == 200 for a in tally.answers) >= 8, 10, "traffic")
+    with under_load(url, tally):
         term = time.monotonic()
         os.kill(master, signal.SIGTERM)
         wait_until(lambda: replicas.started[0].proc.popen.poll() is not None, 30, "the drain")
-    finally:
-        for s in streams:
-            s.__exit__()
     drained = [a for a in tally.answers if a.status == 200 and a.sent < term < a.done]
     reached = [a for a in tally.answers if a.error != "ConnectError"]  # refused: never sent
     report.record(
@@ -78,14 +82,7 @@ def test_sigkill_of_a_worker_fails_only_what_it_had_in_flight(
 ) -> None:
     url, master = slow_replica(replicas, tmp_path)
     tally = Tally()
-    streams = [
-        Stream(url, tally, rows=distinct_row, interval=0, keepalive=False, limit=400)
-        for _ in range(STREAMS)
-    ]
-    for s in streams:
-        s.__enter__()
-    try:
-        wait_until(lambda: sum(a.status == 200 for a in tally.answers) >= 8, 10, "traffic")
+    with under_load(url, tally):
         victim, *_ = workers_of(master)
         os.kill(victim, signal.SIGKILL)
         kill = time.monotonic()
@@ -94,9 +91,6 @@ def test_sigkill_of_a_worker_fails_only_what_it_had_in_flight(
             30,
             "answers after the worker was replaced",
         )
-    finally:
-        for s in streams:
-            s.__exit__()
     report.record(
         "Worker SIGKILL under 4 streams: only its in-flight requests fail",
         requests=tally.requests,
