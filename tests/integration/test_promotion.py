@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import orjson
 import pytest
 
 from devtools.localstack.processes import (
@@ -24,11 +23,11 @@ from devtools.localstack.processes import (
 )
 from memoserve_models import registry
 from service.cache.keys import KeySpace
-from service.promotion.signature import sign
 from tests.integration.conftest import ReplicaFactory
 from tests.support.keys import published, version_keys
 from tests.support.metrics import metric
 from tests.support.payloads import dataframe_split
+from tests.support.webhooks import deliver as signed_delivery
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -127,15 +126,7 @@ def env_for(name: str, tracking: str, cluster: SentinelCluster, cache: Path) -> 
 
 def deliver(replica: Replica, payload: dict[str, Any], secret: str, ts: str) -> httpx.Response:
     """A webhook delivery as MLflow signs it."""
-    content = orjson.dumps(payload)
-    delivery = uuid.uuid4().hex
-    headers = {
-        "Content-Type": "application/json",
-        "X-MLflow-Delivery-Id": delivery,
-        "X-MLflow-Timestamp": ts,
-        "X-MLflow-Signature": sign(secret, delivery, ts, content),
-    }
-    return httpx.post(f"{replica.url}/v1/webhooks/mlflow", content=content, headers=headers)
+    return signed_delivery(replica.url, payload, secret, ts)
 
 
 def test_push_path_switches_every_replica_purges_and_warms(

@@ -21,11 +21,13 @@ from tests.integration.chaos.conftest import Report
 from tests.integration.conftest import ReplicaFactory
 from tests.support.metrics import metric
 from tests.support.traffic import Answer, Stream, Tally, ask_fresh
+from tests.support.webhooks import alias_moved, deliver
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 T = TypeVar("T")
-PROBE = [[5.9, 3.0, 4.2, 1.5]]  # class 1 on v1, class 2 on v2 (label_shift=1)
+PROBE = [[5.9, 3.0, 4.2, 1.5]]
+SECRET = "chaos-webhook-secret-of-32-bytes!"  # class 1 on v1, class 2 on v2 (label_shift=1)
 
 
 def quiet(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -230,3 +232,48 @@ def test_five_promotions_keep_two_versions_on_disk_one_download_each(
     assert kept == ["1", "5"]  # the serving version and its rollback target
     assert downloads == 6  # versions 1-5 and 1 again (pruned by then): once per pod, not per worker
     assert max(sizes) > 1_000_000, sizes  # the model really is a few MB
+
+
+def test_a_silently_dead_subscription_during_a_promotion(
+    chaos_mlflow: Proc,
+    redis_behind_proxy: tuple[Proc, FaultProxy],
+    replicas: ReplicaFactory,
+    tmp_path: Path,
+    report: Report,
+) -> None:
+    """No poll: a webhook reaches replica a only, and every Redis connection alive (the
+    subscriptions, the pool that publishes) goes silent without closing. Replica b must still
+    switch: its listener notices the silence, resubscribes and re-reads the alias."""
+    _, redis_proxy = redis_behind_proxy
+    name = register(chaos_mlflow)
+    env = serving(
+        name,
+        tracking(chaos_mlflow),
+        f"redis://{redis_proxy.address}",
+        tmp_path / "cache",
+        MEMOSERVE_MODEL_POLL_SECONDS="0",
+        MEMOSERVE_WEBHOOK_SECRET=SECRET,
+    )
+    a, b = replicas(**env), replicas(**env)
+    tally = Tally()
+    with (
+        Stream(a.url, tally, rows=PROBE, interval=0.05, keepalive=False, limit=3000),
+        Stream(b.url, tally, rows=PROBE, interval=0.05, keepalive=False, limit=3000),
+    ):
+        wait_until(lambda: len(tally.answers) >= 10, 10, "traffic")
+        assert redis_proxy.stall_live() > 0
+        start = time.monotonic()
+        promote(chaos_mlflow, name, "2")
+        assert deliver(a.url, alias_moved(name, "2"), SECRET).status_code == 202
+        on_version([a.url, b.url], "2")
+        took = time.monotonic() - start
+    stale = stale_by_epoch(tally, [(0.0, "1"), (start, "2")])
+    report.record(
+        "Pub/sub silently dead during a promotion (webhook to one replica only)",
+        requests=tally.requests,
+        non_200=len(tally.non_200),
+        stale=len(stale),
+    )
+    print(f"\nsilent subscription: both replicas on v2 {took:.1f}s after the alias moved")
+    assert tally.non_200 == []
+    assert stale == []
