@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from service.api.protocol import decode_json, parse_kserve_v1, parse_mlflow
@@ -60,3 +62,27 @@ def test_decode_json_limits_and_errors() -> None:
         decode_json(b"{nope", 100)
     with pytest.raises(InvalidInput, match="not valid JSON"):
         decode_json(b'{"a": NaN}', 100)
+
+
+async def test_a_body_still_trickling_at_the_deadline_is_a_408(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client that sends its body a byte now and then must not hold the request for ever."""
+    from starlette.requests import Request
+
+    from service.api import protocol
+    from service.errors import RequestTimeout
+
+    monkeypatch.setattr(protocol, "BODY_READ_SECONDS", 0.1)
+    sent = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        if not sent.is_set():
+            sent.set()
+            return {"type": "http.request", "body": b"{", "more_body": True}
+        await asyncio.sleep(10)  # the rest never comes
+        return {"type": "http.request", "body": b"}", "more_body": False}
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    with pytest.raises(RequestTimeout):
+        await protocol.read_body(request, 1000)
