@@ -33,10 +33,10 @@ RUN pip install --no-compile --only-binary=:all: --require-hashes \
         -r requirements/build.txt -r requirements/runtime.txt \
  && python docker/slim_venv.py /opt/venv
 
-# project: memoserve's metadata and `memoserve` console script, kept apart in /opt/memoserve
+# builder: memoserve's metadata and `memoserve` console script, kept apart in /opt/memoserve
 # so that the virtualenv stays byte-for-byte the deps stage's (its layer is reused as long as
 # the lock files are). The code itself runs from /app (see below): the copies are dropped.
-FROM deps AS project
+FROM deps AS builder
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY mlflow/memoserve_models ./mlflow/memoserve_models
@@ -68,9 +68,9 @@ ENV PATH=/opt/memoserve/bin:/opt/venv/bin:$PATH \
     PROMETHEUS_MULTIPROC_DIR=/var/run/memoserve/prometheus
 
 COPY --from=venv /opt/venv /opt/venv
-COPY --from=project /opt/memoserve /opt/memoserve
-COPY --from=project /src/service /app/service
-COPY --from=project /src/mlflow/memoserve_models /app/memoserve_models
+COPY --from=builder /opt/memoserve /opt/memoserve
+COPY --from=builder /src/service /app/service
+COPY --from=builder /src/mlflow/memoserve_models /app/memoserve_models
 
 # The writable directories exist for a plain `docker run` too; numeric ids, no passwd entry.
 # A tmpfs mounted over them (`docker run --read-only`) is root's unless mounted with

@@ -68,7 +68,7 @@ def test_the_base_is_pinned_by_digest_and_can_be_overridden() -> None:
     base = build_args()["BASE_IMAGE"]
     assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base), base
     found = stages()
-    assert list(found) == ["deps", "project", "venv", "runtime"]
+    assert list(found) == ["deps", "builder", "venv", "runtime"]
     assert [steps[0] for steps in found.values()] == [
         ("FROM", "${BASE_IMAGE}"),
         ("FROM", "deps"),
@@ -88,16 +88,16 @@ def test_dependencies_install_from_the_lock_files_before_the_source_is_copied() 
         "docker/slim_venv.py docker/",
     ]
     assert not any(k == "COPY" and "service" in rest for k, rest in deps)
-    assert any(k == "COPY" and "service" in rest for k, rest in stages()["project"])
+    assert any(k == "COPY" and "service" in rest for k, rest in stages()["builder"])
 
 
 def test_runtime_copies_only_the_virtualenv_and_the_packages() -> None:
     copies = [rest for k, rest in stages()["runtime"] if k == "COPY"]
     assert copies == [
         "--from=venv /opt/venv /opt/venv",
-        "--from=project /opt/memoserve /opt/memoserve",
-        "--from=project /src/service /app/service",
-        "--from=project /src/mlflow/memoserve_models /app/memoserve_models",
+        "--from=builder /opt/memoserve /opt/memoserve",
+        "--from=builder /src/service /app/service",
+        "--from=builder /src/mlflow/memoserve_models /app/memoserve_models",
     ]
 
 
