@@ -190,6 +190,7 @@ def test_mlflow_refusing_or_cutting_downloads_during_a_promotion(
             proxy.set()
             promote(chaos_mlflow, name, "2")
             on_version([replica.url], "2")
+            wait_until(lambda: any(a.version == "2" for a in tally.answers), 10, "v2 streamed")
         staging = [
             p.name for p in (cache / name).iterdir() if p.name.startswith(".") and p.is_dir()
         ]
