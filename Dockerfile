@@ -48,7 +48,8 @@ RUN pip install --no-deps --no-build-isolation --no-compile --target /opt/memose
 FROM deps AS venv
 RUN pip uninstall -q -y setuptools wheel pip
 
-# Runtime: the virtualenv and the two packages, nothing else; no compiler, no pip.
+# runtime: the virtualenv, the project's metadata and script, and the two packages; no compiler,
+# no pip, no tests.
 FROM ${BASE_IMAGE} AS runtime
 ARG BASE_IMAGE
 LABEL org.opencontainers.image.title="memoserve" \

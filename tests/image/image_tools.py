@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from devtools.localstack.processes import Proc, spawn
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 CACHE = ROOT / ".cache" / "image"
@@ -193,7 +195,7 @@ def engine(log: IO[str] | None = None) -> Iterator[Engine]:
 
 
 # The dockerd this process started, if any: kept to be waited for (no zombie, no warning).
-_dockerd: subprocess.Popen[bytes] | None = None
+_dockerd: Proc | None = None
 
 
 def _start_dockerd(say: IO[str]) -> None:
@@ -211,14 +213,7 @@ def _start_dockerd(say: IO[str]) -> None:
     ]
     print(f">> starting dockerd (socket {SOCKET}, images in {DATA_ROOT})", file=say)
     global _dockerd
-    with log.open("ab") as out:
-        _dockerd = subprocess.Popen(  # noqa: S603 - argv built here
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    _dockerd = spawn("dockerd", argv, CACHE, port=0)
     deadline = time.monotonic() + 60
     while not _answers(SOCKET):
         if time.monotonic() > deadline:
@@ -229,9 +224,15 @@ def _start_dockerd(say: IO[str]) -> None:
 
 
 def _stop_dockerd(say: IO[str]) -> None:
-    pidfile = RUN_DIR / "dockerd.pid"
+    """SIGTERM (it stops its containers and containerd), SIGKILL after a minute."""
+    global _dockerd
+    if _dockerd is not None:  # started by this process: its child
+        print(f">> stopping dockerd (pid {_dockerd.popen.pid})", file=say)
+        _dockerd.stop(timeout=60)
+        _dockerd = None
+        return
     try:
-        pid = int(pidfile.read_text().strip())
+        pid = int((RUN_DIR / "dockerd.pid").read_text().strip())
     except (OSError, ValueError):
         return
     print(f">> stopping dockerd (pid {pid})", file=say)
@@ -244,14 +245,10 @@ def _stop_dockerd(say: IO[str]) -> None:
                 os.kill(pid, signal.SIGKILL)
             break
         time.sleep(0.2)
-    global _dockerd
-    if _dockerd is not None and _dockerd.pid == pid:
-        _dockerd.wait(10)
-        _dockerd = None
 
 
 def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not: dockerd may be this process's own child)."""
+    """Whether ``pid`` runs (a zombie, whose parent has not waited yet, does not)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):

@@ -4,6 +4,7 @@ the locked packages, the pinned base, the user and entry point the chart relies 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -17,11 +18,13 @@ pytestmark = pytest.mark.image
 MAX_BYTES = 450_000_000
 
 
-def in_image(engine: Engine, image: str, code: str) -> str:
-    """``python -c code`` in a throw-away container of ``image`` (no network)."""
-    return engine.docker(
-        "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", code
-    ).stdout
+def in_image(engine: Engine, image: str, code: str) -> Any:
+    """What ``python -c code`` prints as JSON, run in a throw-away container of ``image``."""
+    return json.loads(
+        engine.docker(
+            "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", code
+        ).stdout
+    )
 
 
 def test_the_image_is_under_450_mb(engine: Engine, built: Built) -> None:
@@ -33,22 +36,20 @@ def test_the_image_is_under_450_mb(engine: Engine, built: Built) -> None:
 
 
 def test_it_ships_the_service_and_no_tooling(engine: Engine, image: str) -> None:
-    found = json.loads(
-        in_image(
-            engine,
-            image,
-            "import importlib.metadata as m, importlib.util as u, json, pathlib, shutil\n"
-            "dists = {d.metadata['Name'].lower() for d in m.distributions()}\n"
-            "site = next(pathlib.Path('/opt/venv/lib').glob('python3.*/site-packages'))\n"
-            "print(json.dumps({\n"
-            "  'dists': sorted(dists),\n"
-            "  'modules': {n: u.find_spec(n) is not None for n in\n"
-            "              ['service', 'memoserve_models', 'devtools', 'tests', 'pip']},\n"
-            "  'tools': {t: shutil.which(t) for t in ['gcc', 'cc', 'strip', 'pip', 'memoserve']},\n"
-            "  'tests': [str(p) for p in site.glob('*/**/tests') if p.is_dir()][:5],\n"
-            "  'app': sorted(p.name for p in pathlib.Path('/app').iterdir()),\n"
-            "}))",
-        )
+    found = in_image(
+        engine,
+        image,
+        "import importlib.metadata as m, importlib.util as u, json, pathlib, shutil\n"
+        "dists = {d.metadata['Name'].lower() for d in m.distributions()}\n"
+        "site = next(pathlib.Path('/opt/venv/lib').glob('python3.*/site-packages'))\n"
+        "print(json.dumps({\n"
+        "  'dists': sorted(dists),\n"
+        "  'modules': {n: u.find_spec(n) is not None for n in\n"
+        "              ['service', 'memoserve_models', 'devtools', 'tests', 'pip']},\n"
+        "  'tools': {t: shutil.which(t) for t in ['gcc', 'cc', 'strip', 'pip', 'memoserve']},\n"
+        "  'tests': [str(p) for p in site.glob('*/**/tests') if p.is_dir()][:5],\n"
+        "  'app': sorted(p.name for p in pathlib.Path('/app').iterdir()),\n"
+        "}))",
     )
     assert {"mlflow-skinny", "skops", "scikit-learn", "memoserve"} <= set(found["dists"])
     for absent in ("mlflow", "pytest", "httpx", "mypy", "ruff", "pip", "setuptools"):
@@ -72,15 +73,13 @@ def test_it_ships_the_service_and_no_tooling(engine: Engine, image: str) -> None
 
 
 def test_its_packages_are_the_lock_files(engine: Engine, image: str) -> None:
-    installed = json.loads(
-        in_image(
-            engine,
-            image,
-            "import importlib.metadata as m, json, platform, re\n"
-            "print(json.dumps({'python': platform.python_version(), 'dists': {\n"
-            "  re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version\n"
-            "  for d in m.distributions() if d.metadata['Name'] != 'memoserve'}}))",
-        )
+    installed = in_image(
+        engine,
+        image,
+        "import importlib.metadata as m, json, platform, re\n"
+        "print(json.dumps({'python': platform.python_version(), 'dists': {\n"
+        "  re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version\n"
+        "  for d in m.distributions() if d.metadata['Name'] != 'memoserve'}}))",
     )
     python = installed["python"]
     assert python.startswith("3.11."), python
