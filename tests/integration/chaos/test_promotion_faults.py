@@ -180,6 +180,7 @@ def test_mlflow_refusing_or_cutting_downloads_during_a_promotion(
         ):
             for fault in ({"refuse": True}, {"cut_after": 2048}):
                 proxy.set(**fault)  # type: ignore[arg-type]
+                proxy.reset_live()  # MLflow's pooled keep-alive connections would pass
                 promote(chaos_mlflow, name, "2")
                 polls = metric(c, "memoserve_model_polls_total")
                 wait_until(
