@@ -166,8 +166,9 @@ def test_memoserve_without_credentials_cannot_resolve(
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
     source = MlflowModelSource(
-        RegistryRef.parse("models:/iris-auth@champion"), tracking_uri=auth_mlflow, cache_dir=tmp_path
+        RegistryRef.parse("models:/iris-auth@champion"),
+        tracking_uri=auth_mlflow,
+        cache_dir=tmp_path,
     )
     with pytest.raises(Exception, match="401|Unauthorized|credentials"):
         quiet(source.resolve)
-

@@ -131,8 +131,10 @@ COMPONENTS = {
     f"{REDIS}-headless": "redis",
     f"{REDIS}-scripts": "redis",
     MLFLOW: "mlflow",
+    f"{MLFLOW}-auth": "mlflow",
     f"{NAME}-registry-setup": "registry-setup",
     f"{NAME}-test-cache-hit": "test",
+    f"{NAME}-test": "test",
 }
 SHARED = {("ServiceAccount", NAME), ("Secret", NAME), ("ConfigMap", f"{NAME}-dashboard")}
 
@@ -348,16 +350,17 @@ def test_generated_secrets_change_on_every_render(tools: Tools) -> None:
 def test_existing_secrets_render_no_secret_and_the_same_manifests(tools: Tools) -> None:
     command = [tools.helm, "template", RELEASE, str(CHART)]
     command += ["--set", "existingSecret=creds", "--set", "mlflow.existingSecret=mlflow-creds"]
+    command += ["--set", "mlflow.auth.existingSecret=mlflow-auth"]
     first = run(*command)
     assert run(*command) == first
     manifests = load_all(first)
     assert of_kind(manifests, "Secret") == []
     refs = secret_refs(manifests)
-    assert refs.pop(f"{MLFLOW}/mlflow") == {"mlflow-creds"}
+    assert refs.pop(f"{MLFLOW}/mlflow") == {"mlflow-creds", "mlflow-auth"}
     assert {f"{NAME}/memoserve", f"{REDIS}/redis", f"{NAME}-registry-setup/registry-setup"} <= set(
         refs
     )
-    assert set().union(*refs.values()) == {"creds"}
+    assert set().union(*refs.values()) == {"creds", "mlflow-auth"}
     for workload in (server(manifests), get(manifests, "Deployment", MLFLOW)):
         annotations = pod_template(workload)["metadata"].get("annotations") or {}
         assert "checksum/secret" not in annotations
@@ -476,7 +479,7 @@ def test_only_memoserve_and_redis_pods_reach_redis(default: list[Manifest]) -> N
     assert {p["port"] for p in rule["ports"]} == {"redis", "sentinel"}
 
 
-def test_service_port_is_open(default: list[Manifest]) -> None:
+def test_the_service_port_is_the_only_ingress_port(default: list[Manifest]) -> None:
     (rule,) = get(default, "NetworkPolicy", NAME)["spec"]["ingress"]
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
 

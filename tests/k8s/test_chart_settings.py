@@ -26,6 +26,10 @@ ALLOWED_OTHER_ENV = {
     "MLFLOW_TRACKING_URI",  # mlflow's client, and Settings' fallback for the tracking URI
     "PROMETHEUS_MULTIPROC_DIR",  # prometheus_client's multiprocess registry
     "PYTHONUNBUFFERED",
+    # mlflow's client sends these as basic auth to an MLflow with `mlflow.auth` (its own
+    # variables, so no Settings field: the registry client is mlflow's, not memoserve's)
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
 }
 ALLOWED_OTHER_PREFIXES = ("OTEL_",)  # the OpenTelemetry SDK's standard variables
 # Settings the chart computes from other values instead of taking them from `config:`.
@@ -80,6 +84,11 @@ def test_secrets_come_from_the_secret_and_the_rest_from_the_configmap(
         for item in server["env"]
         if "secretKeyRef" in item.get("valueFrom", {})
     }
+    mlflow_auth = {
+        name: from_secret.pop(name)
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    }
+    assert {ref["name"] for ref in mlflow_auth.values()} == {"memoserve-mlflow-auth"}
     assert set(from_secret) == {PREFIX + name.upper() for name in SECRET_SETTINGS}
     assert all(ref["name"] == "memoserve" for ref in from_secret.values())
     data = get(default, "ConfigMap", "memoserve")["data"]
