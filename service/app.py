@@ -27,6 +27,7 @@ from service.models.heap import HeapFreezer
 from service.models.manager import ModelManager
 from service.models.replica_fence import from_environment as replica_fence_from_environment
 from service.models.source import ModelSource
+from service.observability.metrics_port import MetricsPortOnly, bind_port
 from service.observability.middleware import RequestObservability
 from service.observability.tracing import instrument_app
 from service.promotion.coordinator import PromotionCoordinator
@@ -167,6 +168,8 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
     app.include_router(inference.router)
     app.include_router(health.router)
     app.include_router(webhooks.router)
+    if settings.metrics_bind:  # inside the access log, which then records its 404s
+        app.add_middleware(MetricsPortOnly, port=bind_port(settings.metrics_bind))
     app.add_middleware(RequestObservability, access_log=settings.access_log)
     if settings.tracing_enabled:
         instrument_app(app)

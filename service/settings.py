@@ -182,6 +182,10 @@ class Settings(BaseSettings):
     bind: str = "0.0.0.0:8080"
     """Address gunicorn listens on."""
 
+    metrics_bind: str = Field(default="", pattern=r"^$|^.+:\d+$")
+    """A second address that serves only ``/metrics`` (e.g. ``0.0.0.0:9090``); empty: none.
+    ``/metrics`` stays on ``bind`` too."""
+
     workers: int = Field(default=2, gt=0)
     """gunicorn worker processes."""
 

@@ -157,12 +157,15 @@ def test_every_resource_carries_the_chart_labels_and_its_component(
             assert labels.items() <= pod_labels.items(), f"{kind}/{name}: its pods lack its labels"
 
 
-def test_service_exposes_the_named_http_port(default: list[Manifest]) -> None:
-    (port,) = get(default, "Service", NAME)["spec"]["ports"]
+def test_service_exposes_the_named_http_and_metrics_ports(default: list[Manifest]) -> None:
+    port, metrics = get(default, "Service", NAME)["spec"]["ports"]
     assert port["name"] == "http"
     assert port["targetPort"] == "http"
-    (container_port,) = container(server(default), "memoserve")["ports"]
+    assert (metrics["name"], metrics["targetPort"], metrics["port"]) == ("metrics", "metrics", 9090)
+    container_port, metrics_port = container(server(default), "memoserve")["ports"]
     assert container_port == {"name": "http", "containerPort": 8080, "protocol": "TCP"}
+    assert metrics_port == {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}
+    assert configmap(default)["MEMOSERVE_METRICS_BIND"] == "0.0.0.0:9090"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -479,9 +482,10 @@ def test_only_memoserve_and_redis_pods_reach_redis(default: list[Manifest]) -> N
     assert {p["port"] for p in rule["ports"]} == {"redis", "sentinel"}
 
 
-def test_the_service_port_is_the_only_ingress_port(default: list[Manifest]) -> None:
-    (rule,) = get(default, "NetworkPolicy", NAME)["spec"]["ingress"]
-    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+def test_the_service_and_metrics_ports_are_the_only_ingress_ports(default: list[Manifest]) -> None:
+    service, metrics = get(default, "NetworkPolicy", NAME)["spec"]["ingress"]
+    assert service["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
 
 
 def test_external_redis_runs_no_redis(render: Render) -> None:
@@ -574,7 +578,7 @@ def test_service_monitor_only_on_request(default: list[Manifest], render: Render
     monitor = get(render("production"), "ServiceMonitor", NAME)
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     (endpoint,) = monitor["spec"]["endpoints"]
-    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 

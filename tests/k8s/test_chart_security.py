@@ -110,13 +110,19 @@ def test_egress_to_external_services_and_the_collector(render: Render) -> None:
 def test_memoserve_ingress_admits_mlflow_the_test_pod_and_monitoring(
     default: list[Manifest], render: Render
 ) -> None:
-    (rule,) = policy(default, NAME)["ingress"]
+    rule, metrics = policy(default, NAME)["ingress"]
     peers = rule["from"]
     assert peers_admit(peers, labels(default, "Deployment", MLFLOW))  # webhook deliveries
     assert peers_admit(peers, get(default, "Pod", f"{NAME}-test-cache-hit")["metadata"]["labels"])
-    monitoring = {"kubernetes.io/metadata.name": "monitoring"}
-    assert peers[2:] == [{"namespaceSelector": {"matchLabels": monitoring}}]
+    assert len(peers) == 2  # nothing else reaches predictions
     assert not peers_admit(peers, labels(default, "Job", JOB))
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    assert metrics == {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": [monitoring]}
+    # without a metrics port, Prometheus needs (and gets) the service port
+    (rule,) = policy(render(None, "metricsPort=0"), NAME)["ingress"]
+    assert rule["from"][2:] == [monitoring]
     opened = render(
         None,
         "networkPolicy.ingressNamespace=ingress-nginx",

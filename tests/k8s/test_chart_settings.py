@@ -35,6 +35,7 @@ ALLOWED_OTHER_PREFIXES = ("OTEL_",)  # the OpenTelemetry SDK's standard variable
 # Settings the chart computes from other values instead of taking them from `config:`.
 DERIVED = {
     "bind": "containerPort",
+    "metrics_bind": "metricsPort",
     "model_cache_dir": "modelCache.mountPath",
     "mlflow_tracking_uri": "mlflow.enabled / mlflow.external.trackingUri",
     "webhook_secret": "webhookSecret / existingSecret",

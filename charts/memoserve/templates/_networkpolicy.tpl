@@ -44,3 +44,13 @@
   {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* Ingress peer: the monitoring pods of `networkPolicy.metrics`. */}}
+{{- define "memoserve.netpol.metricsPeer" -}}
+- namespaceSelector:
+    {{- toYaml .Values.networkPolicy.metrics.namespaceSelector | nindent 4 }}
+  {{- with .Values.networkPolicy.metrics.podSelector }}
+  podSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
