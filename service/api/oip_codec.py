@@ -80,12 +80,13 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
     """The JSON header and, with the binary extension, the tensor bytes after it."""
     if header_length is None:
         return body, None
-    if not header_length.strip().isdigit() or int(header_length) > len(body):
+    digits = header_length.strip()
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > len(body):
         raise InvalidInput(
             f"Inference-Header-Content-Length {header_length[:20]!r} is not a length within "
             f"the body of {len(body)} bytes"
         )
-    n = int(header_length)
+    n = int(digits)
     return body[:n], memoryview(body)[n:]
 
 
@@ -180,19 +181,15 @@ def _tensor(t: Any, i: int, reader: _BinaryReader) -> _Tensor:
     if not isinstance(name, str):
         raise InvalidInput(f'inputs[{i}] needs a "name" string')
     shape = t.get("shape")
-    if (
-        not isinstance(shape, list)
-        or not shape
-        or not all(type(d) is int and d >= 0 for d in shape)
-    ):
-        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
+    if not isinstance(shape, list) or not shape or not all(type(d) is int and d > 0 for d in shape):
+        raise InvalidInput(f"input {name!r}: shape must be a list of positive integers")
     if len(shape) > 2:
         raise InvalidInput(
             f"input {name!r} has shape {shape}; this server takes [rows] per column or "
             "[rows, features]"
         )
     datatype = t.get("datatype")
-    if datatype not in _JSON_TYPES:
+    if not isinstance(datatype, str) or datatype not in _JSON_TYPES:
         raise InvalidInput(
             f"input {name!r}: datatype {datatype!r} is not supported; use one of {list(DATATYPES)}"
         )

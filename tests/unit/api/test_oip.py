@@ -209,6 +209,9 @@ BAD: list[tuple[str, Any, str]] = [
     ("no name", {"inputs": [tensor(name=None)]}, 'needs a "name"'),
     ("bad shape", {"inputs": [tensor(shape="1x4")]}, "shape must be a list"),
     ("negative dim", {"inputs": [tensor(shape=[-1, 4])]}, "shape must be a list"),
+    ("no rows", {"inputs": [tensor(shape=[0, 4], data=[])]}, "positive integers"),
+    ("no width", {"inputs": [tensor(shape=[10**12, 0], data=[])]}, "positive integers"),
+    ("datatype a list", {"inputs": [tensor(datatype=["FP64"])]}, "datatype ['FP64']"),
     ("3-D", {"inputs": [tensor(shape=[1, 2, 2])]}, "[rows, features]"),
     ("bad datatype", {"inputs": [tensor(datatype="BF16")]}, "datatype 'BF16'"),
     ("count mismatch", {"inputs": [tensor(shape=[2, 4])]}, "shape [2, 4] needs 8"),
@@ -259,6 +262,7 @@ async def test_bad_requests_are_4xx_naming_the_problem(
     ("header_length", "extra", "size", "fragment"),
     [
         ("x", b"", 32, "not a length"),
+        ("\u00b2", b"", 32, "not a length"),  # a digit to str.isdigit, not to int()
         ("100000", b"", 32, "not a length"),
         (None, b"", 40, "runs past"),
         (None, b"\0", 32, "1 bytes after"),
@@ -271,9 +275,10 @@ async def test_bad_binary_bodies(
     arr = np.asarray([IRIS_ROWS[0]], dtype="<f8")
     t = tensor(data=None, parameters={"binary_data_size": size})
     body, headers = binary_body({"inputs": [t]}, arr.tobytes(), extra)
+    sent: dict[str, str | bytes] = dict(headers)
     if header_length is not None:
-        headers["Inference-Header-Content-Length"] = header_length
-    r = await client.post(INFER, content=body, headers=headers)
+        sent["Inference-Header-Content-Length"] = header_length.encode("latin-1")
+    r = await client.post(INFER, content=body, headers=sent)
     assert r.status_code == 400 and set(r.json()) == {"error"}, r.text
     assert fragment is None or fragment in r.json()["error"]
 
