@@ -90,6 +90,22 @@ async def test_health_and_metadata(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v2/models/iris/versions/1")).json() == meta
 
 
+async def test_openapi_lists_the_v2_routes(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert {
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{name}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
+    } <= set(paths)
+    assert "requestBody" in paths["/v2/models/{name}/infer"]["post"]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status", "fragment"),
     [
