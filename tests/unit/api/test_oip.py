@@ -127,6 +127,20 @@ async def test_unknown_models_versions_and_routes(
     assert set(r.json()) == {"error"} and fragment in r.json()["error"]
 
 
+async def test_before_the_first_load_everything_but_live_is_503(
+    served: AppUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(served.dataplane.manager, "current", None)
+    client = served.client
+    assert (await client.get("/v2/health/live")).status_code == 200
+    assert (await client.get("/v2/health/ready")).status_code == 503
+    for path in ("/v2/models/iris/ready", "/v2/models/iris"):
+        r = await client.get(path)
+        assert r.status_code == 503 and "not loaded yet" in r.json()["error"]
+    r = await client.post(INFER, json=matrix(IRIS_ROWS[:1]))
+    assert r.status_code == 503 and set(r.json()) == {"error"}
+
+
 async def test_other_protocols_keep_their_error_body(client: httpx.AsyncClient) -> None:
     r = await client.post("/v1/models/iris:predict", content=b"{")
     assert r.status_code == 422
