@@ -129,6 +129,9 @@ def test_infer_answers_as_invocations(
         result = client.infer("iris", inputs, outputs=outputs, request_id="r-1")
         response = result.get_response()
         assert response["id"] == "r-1" and response["model_name"] == "iris"
+        for output in response["outputs"]:  # binary when asked, as the extension says
+            assert ("binary_data_size" in output.get("parameters", {})) is binary_out
+            assert ("data" in output) is not binary_out
         predict, proba = result.as_numpy("predict"), result.as_numpy("predict_proba")
         assert predict is not None and proba is not None
         assert predict.dtype == np.int64 and proba.shape == (len(rows), 3)
