@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api import health, inference, webhooks
+from service.api import health, inference, oip, webhooks
 from service.api.errors import HANDLERS
 from service.background import BackgroundTasks
 from service.batching import MicroBatcher
@@ -166,6 +166,7 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
     )
     app.state.settings = settings
     app.include_router(inference.router)
+    app.include_router(oip.router)
     app.include_router(health.router)
     app.include_router(webhooks.router)
     if settings.metrics_bind:  # inside the access log, which then records its 404s
