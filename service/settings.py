@@ -220,8 +220,8 @@ class Settings(BaseSettings):
                 raise ValueError("set MEMOSERVE_WEBHOOK_SECRET: the default is for development")
             if len(self.webhook_secret.get_secret_value().encode()) < MIN_WEBHOOK_SECRET_BYTES:
                 raise ValueError(
-                    f"MEMOSERVE_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes in "
-                    "production (it signs webhooks and pub/sub events): use e.g. "
+                    f"MEMOSERVE_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes "
+                    "in production (it signs webhooks and pub/sub events): use e.g. "
                     "`openssl rand -hex 32`"
                 )
             if not (self.redis_url or self.redis_sentinels):

@@ -71,7 +71,8 @@ class KeySpace:
 
     def delivery(self, delivery_id: str) -> str:
         """Marks a webhook delivery as handled (its id is hashed: any bytes make a key)."""
-        return f"{self.namespace}:delivery:{blake2b(delivery_id.encode(), digest_size=16).hexdigest()}"
+        digest = blake2b(delivery_id.encode(), digest_size=16).hexdigest()
+        return f"{self.namespace}:delivery:{digest}"
 
     @property
     def events(self) -> str:

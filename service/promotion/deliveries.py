@@ -21,9 +21,7 @@ LOCAL_MAX_ENTRIES = 10_000
 class DeliveryLog:
     """Which delivery ids were seen, for ``tolerance_seconds`` past their timestamp."""
 
-    def __init__(
-        self, redis: RedisCache | None, keys: KeySpace, *, tolerance_seconds: int
-    ) -> None:
+    def __init__(self, redis: RedisCache | None, keys: KeySpace, *, tolerance_seconds: int) -> None:
         self.redis = redis
         self.keys = keys
         self.tolerance = tolerance_seconds

@@ -64,7 +64,8 @@ async def test_announce_tells_siblings_before_a_version_change_only(
     sibling.start(listen)
     try:
         await asyncio.wait_for(sibling.subscribed.wait(), 5)
-        swap = hooks(redis_cache, keys, MemoryCache(10), EventBus(redis_cache, keys.events, key=KEY))
+        bus = EventBus(redis_cache, keys.events, key=KEY)
+        swap = hooks(redis_cache, keys, MemoryCache(10), bus)
         await swap.announce(None, one)  # the first load: nobody to fence
         await swap.announce(one, one)  # a refresh that found the same version
         await swap.announce(one, two)

@@ -53,6 +53,7 @@ async def test_hot_rows_of_the_old_version_are_cached_for_the_new_one(
     carried = await hot.top(keys.hot("m", "2", "predict"), 10)
     assert carried == background_rows[:2]
     # Client rows copied anywhere expire: the sampled set, the carried-over set, the rows.
-    copies = [keys.hot("m", v, "predict") for v in ("1", "2")] + keys.rows(prefix, rows.row_bytes[:2])
+    copies = [keys.hot("m", "1", "predict"), keys.hot("m", "2", "predict")]
+    copies += keys.rows(prefix, rows.row_bytes[:2])
     for key in copies:
         assert 0 < await redis_cache.run(lambda r, k=key: r.ttl(k)) <= HOT_TTL_SECONDS, key
