@@ -21,6 +21,11 @@ class CoalescedRefresh:
         self._one_at_a_time = asyncio.Lock()
         self._tasks = BackgroundTasks("refresh")
 
+    @property
+    def busy(self) -> bool:
+        """Whether a refresh runs or waits."""
+        return len(self._tasks) > 0
+
     def request(self, reason: str) -> bool:
         """Ask for a refresh; False when it joined the one already waiting."""
         if self._waiting is not None:

@@ -135,9 +135,9 @@ async def test_a_burst_of_refresh_requests_costs_at_most_two_alias_reads(
     await burst(99)
     gate.set()
     await eventually(lambda: serves(manager, "2"), 5, "version 2 served")
-    await eventually(lambda: len(coordinator.refreshes._tasks) == 0, 5, "refreshes done")
+    await eventually(lambda: not coordinator.refreshes.busy, 5, "refreshes done")
     await burst(100)  # nothing running: they all join one
-    await eventually(lambda: len(coordinator.refreshes._tasks) == 0, 5, "refreshes done")
+    await eventually(lambda: not coordinator.refreshes.busy, 5, "refreshes done")
     await coordinator.stop()
     assert source.reads - reads == 3
 
