@@ -364,6 +364,12 @@ def test_control_messages_need_the_key_coalesce_and_are_not_replayed(
             pipe.execute()
 
     try:
+        # A replica is ready once one worker is: counters move until every worker has loaded.
+        wait_until(
+            lambda: counted("memoserve_model_reloads_total", outcome="ok") == [workers] * 2,
+            30,
+            "every worker loaded",
+        )
         # 1. Forged events, every kind that would make a worker look, fence or reload.
         before, rejected = reads(), counted("memoserve_events_rejected_total")
         reloads = counted("memoserve_model_reloads_total")
