@@ -31,8 +31,10 @@ from service.observability.metrics_port import MetricsPortOnly, bind_port
 from service.observability.middleware import RequestObservability
 from service.observability.tracing import instrument_app
 from service.promotion.coordinator import PromotionCoordinator
+from service.promotion.deliveries import DeliveryLog
 from service.promotion.events import EventBus
 from service.promotion.hooks import SwapHooks
+from service.promotion.sealed import events_key
 from service.settings import CoalesceMode, Settings
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,12 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             hot = HotInputs(background_redis, background, rate=rate, max_entries=bound)
         bus = None
         if background_redis is not None and settings.events_enabled:
-            bus = EventBus(background_redis, keys.events)
+            bus = EventBus(
+                background_redis,
+                keys.events,
+                key=events_key(settings.webhook_secret.get_secret_value()),
+                tolerance_seconds=settings.webhook_tolerance_seconds,
+            )
         model_source = source or build_source(settings)
         hooks = SwapHooks(
             settings,
@@ -132,7 +139,10 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             max_rows=settings.max_rows,
             max_body_bytes=settings.max_body_bytes,
         )
-        app.state.promotion = promotion = PromotionCoordinator(manager, bus)
+        deliveries = DeliveryLog(
+            background_redis, keys, tolerance_seconds=settings.webhook_tolerance_seconds
+        )
+        app.state.promotion = promotion = PromotionCoordinator(manager, bus, deliveries)
         batcher.start()
         promotion.start()
         manager.start()

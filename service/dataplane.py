@@ -119,7 +119,7 @@ class DataPlane:
         keys = self.keys.rows(
             self.keys.row_prefix(model.name, model.version, output), rows.row_bytes
         )
-        if self.hot is not None:
+        if self.hot is not None and not cache_control.no_store:  # no-store: keep no trace
             self.hot.maybe_record(self.keys.hot(model.name, model.version, output), rows)
         if cache_control.no_cache:
             lookup = self.cache.skip(len(keys))

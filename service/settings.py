@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_WEBHOOK_SECRET = "memoserve-dev-webhook-secret"
+MIN_WEBHOOK_SECRET_BYTES = 32
 
 
 class Environment(StrEnum):
@@ -68,7 +69,8 @@ class Settings(BaseSettings):
 
     # --- promotion -----------------------------------------------------------------------
     webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
-    """HMAC key shared with the MLflow webhook (`X-MLflow-Signature`)."""
+    """HMAC key shared with the MLflow webhook (`X-MLflow-Signature`); pub/sub events are signed
+    with a key derived from it. `production` needs at least 32 bytes."""
 
     webhook_tolerance_seconds: int = Field(default=300, gt=0)
     """Deliveries whose timestamp is further than this from now are refused."""
@@ -220,6 +222,12 @@ class Settings(BaseSettings):
         if self.environment is Environment.PRODUCTION:
             if self.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
                 raise ValueError("set MEMOSERVE_WEBHOOK_SECRET: the default is for development")
+            if len(self.webhook_secret.get_secret_value().encode()) < MIN_WEBHOOK_SECRET_BYTES:
+                raise ValueError(
+                    f"MEMOSERVE_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes "
+                    "in production (it signs webhooks and pub/sub events): use e.g. "
+                    "`openssl rand -hex 32`"
+                )
             if not (self.redis_url or self.redis_sentinels):
                 raise ValueError(
                     "production needs MEMOSERVE_REDIS_SENTINELS or MEMOSERVE_REDIS_URL"

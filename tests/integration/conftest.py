@@ -50,8 +50,9 @@ class ReplicaFactory:
         self.keys = KeySpace(self.namespace)
         self.started: list[Replica] = []
 
-    def __call__(self, **env: str) -> Replica:
-        """A replica with ``env`` over the test defaults, ready to serve."""
+    def __call__(self, *, wait_ready: bool = True, **env: str) -> Replica:
+        """A replica with ``env`` over the test defaults, ready to serve (unless not
+        ``wait_ready``: then start several at once and wait with ``wait_ready``)."""
         full = {
             "MEMOSERVE_NAMESPACE": self.namespace,
             "MEMOSERVE_WORKERS": "2",
@@ -60,7 +61,9 @@ class ReplicaFactory:
             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
             **env,
         }
-        replica = start_replica(f"replica-{len(self.started)}", self.workdir, full)
+        replica = start_replica(
+            f"replica-{len(self.started)}", self.workdir, full, wait_ready=wait_ready
+        )
         self.started.append(replica)
         return replica
 

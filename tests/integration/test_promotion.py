@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 import pytest
+import redis
 
 from devtools.localstack.processes import (
     LOOPBACK,
@@ -22,8 +24,10 @@ from devtools.localstack.processes import (
     wait_until,
 )
 from memoserve_models import registry
+from service.cache.hot import HOT_TTL_SECONDS
 from service.cache.keys import KeySpace
 from tests.integration.conftest import ReplicaFactory
+from tests.support.events import forged, signed
 from tests.support.keys import published, version_keys
 from tests.support.metrics import metric
 from tests.support.payloads import dataframe_split
@@ -159,7 +163,7 @@ def test_push_path_switches_every_replica_purges_and_warms(
         "action": "created",
         "data": {"name": name, "alias": "champion", "version": "2"},
     }
-    alias_changed = {"type": "alias_changed", "model": name, "alias": "champion", "version": "2"}
+    alias_changed = {"type": "alias_changed", "model": name, "alias": "champion"}
     with published(sentinel_cluster, keys.events) as events:
         now = str(int(time.time()))
         for secret, ts in [("wrong-secret", now), (SECRET, str(int(time.time()) - 3600))]:
@@ -318,3 +322,171 @@ def test_the_simulated_heavy_model_is_served_as_pyfunc_and_cached(
     first, second = ask(replica), ask(replica)
     assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
     assert first.json() == second.json() == {"predictions": [0]}
+
+
+def test_control_messages_need_the_key_coalesce_and_are_not_replayed(
+    mlflow_server: str,
+    sentinel_cluster: SentinelCluster,
+    replicas: ReplicaFactory,
+    tmp_path: Path,
+) -> None:
+    """Two replicas (two workers, one) on one registered version, the channel open to the test as
+    to anyone who can PUBLISH. Forged events change nothing; signed ones make every worker look
+    (a burst of them: at most two alias reads per worker); a replayed delivery, to either
+    replica, triggers nothing; ``no-store`` rows are not sampled and hot sets expire."""
+    name = f"iris-{uuid.uuid4().hex[:6]}"
+    mlflow_call(
+        registry.register,
+        "iris",
+        name,
+        tracking_uri=mlflow_server,
+        alias="champion",
+        n_estimators=10,
+    )
+    keys = replicas.keys
+    env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
+    env.update(MEMOSERVE_HOT_SAMPLE_RATE="1")
+    # Started together (their start-up is most of this test's time); b has one worker.
+    workers = [2, 1]
+    a, b = (replicas(wait_ready=False, **{**env, "MEMOSERVE_WORKERS": str(n)}) for n in workers)
+    for replica in (a, b):
+        wait_until(lambda r=replica: ready(r), 60, "the replica ready", proc=replica.proc)
+    clients = [httpx.Client(base_url=r.url, timeout=10) for r in (a, b)]
+    master = redis.Redis(LOOPBACK, sentinel_cluster.current_master_port(), socket_timeout=2)
+
+    def reads() -> list[float]:
+        return [metric(c, "memoserve_model_refreshes_total") for c in clients]
+
+    def counted(metric_name: str, **labels: str) -> list[float]:
+        return [metric(c, metric_name, **labels) for c in clients]
+
+    def publish(*messages: bytes) -> None:
+        with master.pipeline(transaction=False) as pipe:
+            for m in messages:
+                pipe.publish(keys.events, m)
+            pipe.execute()
+
+    try:
+        # A replica is ready once one worker is: counters move until every worker has loaded.
+        wait_until(
+            lambda: counted("memoserve_model_reloads_total", outcome="ok") == workers,
+            30,
+            "every worker loaded",
+        )
+        # 1. Forged events, every kind that would make a worker look, fence or reload.
+        before, rejected = reads(), counted("memoserve_events_rejected_total")
+        reloads = counted("memoserve_model_reloads_total")
+        forged_events = [
+            {"type": "alias_changed", "model": name, "alias": "champion", "version": "2"},
+            {"type": "loading", "model": name, "version": "2"},
+            {"type": "serving", "model": name, "version": "2"},
+            {"type": "resubscribed"},
+        ]
+        publish(*(forged(e) for e in forged_events))
+        publish(*(signed(e, "not-the-secret") for e in forged_events))
+        wait_until(
+            lambda: all(
+                r >= 2 * len(forged_events) * w or n > 0
+                for r, n, w in zip(
+                    grown(counted("memoserve_events_rejected_total"), rejected),
+                    grown(reads(), before),
+                    workers,
+                    strict=True,
+                )
+            ),
+            10,
+            "every worker to hear the forged events",
+        )
+        for replica in (a, b):  # a fenced worker would re-read the alias now
+            assert {ask(replica).headers["x-model-version"] for _ in range(8)} == {"1"}
+        assert reads() == before, "a forged event made a worker read the alias"
+        assert counted("memoserve_model_reloads_total") == reloads
+
+        # 2. One signed event: every worker of both replicas reads the alias, once.
+        publish(signed({"type": "alias_changed", "model": name}, SECRET))
+        wait_until(
+            lambda: all(n >= w for n, w in zip(grown(reads(), before), workers, strict=True)),
+            10,
+            "every worker to look",
+        )
+        # 3. A burst of 100: each worker reads one or two more times, not 100.
+        before, joined = reads(), counted("memoserve_refreshes_coalesced_total")
+        publish(*[signed({"type": "alias_changed", "model": name}, SECRET)] * 100)
+        wait_until(
+            lambda: all(
+                n + j >= 100 * w
+                for n, j, w in zip(
+                    grown(reads(), before),
+                    grown(counted("memoserve_refreshes_coalesced_total"), joined),
+                    workers,
+                    strict=True,
+                )
+            ),
+            20,
+            "every worker to take the burst",
+        )
+        burst = grown(reads(), before)
+        assert all(w <= n <= 2 * w for n, w in zip(burst, workers, strict=True)), burst
+
+        # 4. A delivery replayed (same id, valid signature) to the same and another replica.
+        payload = alias_moved_payload(name)
+        ts, delivery = str(int(time.time())), uuid.uuid4().hex
+        with published(sentinel_cluster, keys.events) as events:
+            assert deliver_as(a, payload, ts, delivery).status_code == 202
+            for replica in (a, b):
+                r = deliver_as(replica, payload, ts, delivery)
+                assert r.status_code == 200, r.text
+                assert r.json()["status"].startswith("ignored: duplicate delivery")
+            publish(forged({"type": "marker"}))  # the channel keeps the order: all heard by then
+            wait_until(lambda: {"type": "marker"} in events(), 5, "the marker")
+            changes = [e for e in events() if e.get("type") == "alias_changed"]
+        assert len(changes) == 1, changes
+        assert counted("memoserve_webhook_duplicates_total") == [1, 1]
+
+        # 5. Privacy: a no-store row leaves no hot-set entry; the hot set expires.
+        hot = keys.hot(name, "1", "predict")
+        with httpx.Client(base_url=a.url, timeout=10) as one:  # one connection: one worker
+            secret_row, public_row = [[4.9, 3.1, 1.5, 0.1]], [[5.8, 2.7, 5.1, 1.9]]
+            r = one.post(
+                "/invocations",
+                json=dataframe_split(secret_row),
+                headers={"Cache-Control": "no-store"},
+            )
+            assert r.status_code == 200, r.text
+            assert one.post("/invocations", json=dataframe_split(public_row)).status_code == 200
+        wait_until(
+            lambda: master.zscore(hot, orjson.dumps(public_row[0])) is not None,
+            5,
+            "the sampled row",
+        )
+        assert master.zscore(hot, orjson.dumps(secret_row[0])) is None, "no-store row sampled"
+        assert 0 < master.ttl(hot) <= HOT_TTL_SECONDS
+    finally:
+        master.close()
+        for c in clients:
+            c.close()
+
+
+def ready(replica: Replica) -> bool:
+    try:
+        return httpx.get(f"{replica.url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def grown(now: list[float], then: list[float]) -> list[float]:
+    """Per replica, how much a counter grew."""
+    return [n - t for n, t in zip(now, then, strict=True)]
+
+
+def alias_moved_payload(name: str) -> dict[str, Any]:
+    return {
+        "entity": "model_version_alias",
+        "action": "created",
+        "data": {"name": name, "alias": "champion", "version": "1"},
+    }
+
+
+def deliver_as(replica: Replica, payload: dict[str, Any], ts: str, delivery: str) -> httpx.Response:
+    """A delivery with a given id: the same call twice is a replay."""
+    return signed_delivery(replica.url, payload, SECRET, ts, delivery=delivery)

@@ -15,7 +15,15 @@ def test_production_refuses_the_dev_webhook_secret() -> None:
 
 def test_production_needs_a_shared_cache() -> None:
     with pytest.raises(ValidationError, match="REDIS"):
-        Settings(environment="production", webhook_secret="s3cret")
+        Settings(environment="production", webhook_secret="s" * 32)
+
+
+def test_production_refuses_a_webhook_secret_under_32_bytes() -> None:
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        Settings(environment="production", redis_url="redis://r:6379", webhook_secret="s" * 31)
+    for secret in ("s" * 32, "é" * 16):  # bytes count, not characters
+        Settings(environment="production", redis_url="redis://r:6379", webhook_secret=secret)
+    assert Settings(webhook_secret="short").webhook_secret.get_secret_value() == "short"  # dev
 
 
 def test_sentinel_addresses_and_empty_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
