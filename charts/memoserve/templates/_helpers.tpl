@@ -230,3 +230,22 @@ only. tests/integration/test_redis_security.py applies exactly this rule to a re
 {{- .Values.redis.external.username }}
 {{- end }}
 {{- end }}
+
+{{/* The Secret whose `ca.crt` memoserve verifies Redis and the Sentinels with ("" for none). */}}
+{{- define "memoserve.redis.caSecret" -}}
+{{- if .Values.redis.enabled }}
+{{- if .Values.redis.tls.enabled }}{{ required "redis.tls.existingSecret is required with redis.tls.enabled" .Values.redis.tls.existingSecret }}{{ end }}
+{{- else }}
+{{- .Values.redis.external.tlsCaSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Where memoserve reads that `ca.crt`. */}}
+{{- define "memoserve.redis.caDir" -}}
+/etc/memoserve/redis-tls
+{{- end }}
+
+{{/* redis-cli inside the Redis pods: over TLS, verified with the pod's CA, when TLS is on. */}}
+{{- define "memoserve.redis.cli" -}}
+redis-cli{{ if .Values.redis.tls.enabled }} --tls --cacert /tls/ca.crt{{ end }}
+{{- end }}
