@@ -272,8 +272,10 @@ def test_failover_with_every_password_and_tls(
             LOOPBACK, cluster.replica.port, socket_timeout=2, **cluster.security.client()
         ) as replica_db:
             wait_until(  # the writes replicate before the crash
-                lambda: len(list(replica_db.scan_iter(match=f"{secure.keys.namespace}:row:*")))
-                >= len(rows),
+                lambda: (
+                    len(list(replica_db.scan_iter(match=f"{secure.keys.namespace}:row:*")))
+                    >= len(rows)
+                ),
                 10,
                 "the entries on the replica",
             )

@@ -446,9 +446,7 @@ def test_without_the_acl_memoserve_is_the_default_user(render: Render) -> None:
     assert configmap(manifests)["MEMOSERVE_REDIS_USERNAME"] == ""
     assert "redis-admin-password" not in get(manifests, "Secret", NAME)["data"]
     env = container(get(manifests, "StatefulSet", REDIS), "redis")["env"]
-    assert {"name": NAME, "key": "redis-password"} in [
-        e["valueFrom"]["secretKeyRef"] for e in env
-    ]
+    assert {"name": NAME, "key": "redis-password"} in [e["valueFrom"]["secretKeyRef"] for e in env]
 
 
 TLS = ("redis.tls.enabled=true", "redis.tls.existingSecret=redis-certs")
