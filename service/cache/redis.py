@@ -41,8 +41,11 @@ def build_redis(settings: Settings) -> Redis | None:
     retry = Retry(ExponentialBackoff(cap=0.02, base=0.005), settings.redis_retries)
     auth = _auth(settings.redis_username, settings.redis_password)
     if settings.redis_sentinels:
+        # The Sentinels' clients get the same quick retry: redis-py's default backs off for
+        # seconds, which would hold every request to the deadline while they cannot be reached.
         sentinel_kwargs = {
             **timeouts,
+            "retry": retry,
             **_auth(settings.redis_sentinel_username, settings.redis_sentinel_password),
             **(_tls(settings) if settings.redis_sentinel_tls else {}),
         }
