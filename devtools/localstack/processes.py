@@ -133,6 +133,8 @@ class RedisSecurity:
     """ACL users, each as the ``user`` directive takes it: ``"name on >pw ~key:* +get"``."""
     sentinel_password: str | None = None
     """``requirepass`` of the Sentinels (they use it with each other too)."""
+    sentinel_users: tuple[str, ...] = ()
+    """ACL users of the Sentinels, as ``users``."""
     tls: TlsFiles | None = None
     """Serve TLS only (plain port off), replicate and monitor over TLS; client certificates
     are optional."""
@@ -146,7 +148,7 @@ class RedisSecurity:
 
     def sentinel_lines(self, master_name: str, port: int) -> list[str]:
         """sentinel.conf lines of a Sentinel listening on ``port``."""
-        lines = []
+        lines = [f"user {user}" for user in self.sentinel_users]
         if self.password is not None:
             lines.append(f"sentinel auth-pass {master_name} {self.password}")
         if self.sentinel_password is not None:

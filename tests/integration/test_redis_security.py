@@ -48,11 +48,13 @@ pytestmark = pytest.mark.integration
 ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
 MEMOSERVE_PASSWORD = "memoserve-" + uuid.uuid4().hex
 SENTINEL_PASSWORD = "sentinel-" + uuid.uuid4().hex
+SENTINEL_ADMIN_PASSWORD = "sentinel-admin-" + uuid.uuid4().hex
 USERNAME = "memoserve"
 
 
-def chart_acl_rule(namespace: str, *sets: str) -> str:
-    """memoserve's ACL user as the chart renders it for ``config.namespace=namespace``."""
+def chart_acl_rules(namespace: str, *sets: str) -> tuple[str, str]:
+    """memoserve's ACL users (Redis, Sentinels) as the chart renders them for
+    ``config.namespace=namespace``."""
     helm, problem = find("helm", quiet=True)
     if helm is None:
         pytest.fail(f"`make tools` provides helm; here it could not: {problem}", pytrace=False)
@@ -60,9 +62,12 @@ def chart_acl_rule(namespace: str, *sets: str) -> str:
     for pair in sets:
         command += ["--set", pair]
     rendered = run(*command, "--show-only", "templates/redis/configmap.yaml")
-    match = re.search(r'^  memoserve\.acl: "(.*)"$', rendered, re.MULTILINE)
-    assert match, "the chart renders no memoserve.acl"
-    return match.group(1)
+    rules = []
+    for key in ("memoserve", "memoserve-sentinel"):
+        match = re.search(rf'^  {key}\.acl: "(.*)"$', rendered, re.MULTILINE)
+        assert match, f"the chart renders no {key}.acl"
+        rules.append(match.group(1))
+    return rules[0], rules[1]
 
 
 @dataclass
@@ -79,6 +84,7 @@ class SecureRedis:
             "MEMOSERVE_REDIS_SENTINELS": self.cluster.sentinel_addresses,
             "MEMOSERVE_REDIS_USERNAME": USERNAME,
             "MEMOSERVE_REDIS_PASSWORD": MEMOSERVE_PASSWORD,
+            "MEMOSERVE_REDIS_SENTINEL_USERNAME": USERNAME,
             "MEMOSERVE_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
             "MEMOSERVE_REDIS_TLS": "true",
             "MEMOSERVE_REDIS_SENTINEL_TLS": "true",
@@ -106,10 +112,40 @@ class SecureRedis:
             ssl_ca_certs=str(self.tls.ca),
         )
 
+    def sentinel(self) -> redis.Redis:
+        """memoserve's ACL user on a live Sentinel."""
+        port = next(s.port for s in self.cluster.sentinels if s.alive())
+        return redis.Redis(
+            LOOPBACK,
+            port,
+            socket_timeout=2,
+            username=USERNAME,
+            password=SENTINEL_PASSWORD,
+            ssl=True,
+            ssl_ca_certs=str(self.tls.ca),
+        )
+
     def denials(self) -> list[Any]:
-        """Every ACL denial the master logged (any user, any command or key)."""
+        """Every ACL denial the master and the Sentinels logged (any user, command or key)."""
         with self.admin() as r:
-            return list(r.acl_log())
+            found = list(r.acl_log())
+        for s in self.cluster.sentinels:
+            if s.alive():
+                with redis.Redis(
+                    LOOPBACK, s.port, socket_timeout=2, **self.cluster.sentinel_client
+                ) as r:
+                    found += r.execute_command("ACL", "LOG")
+        return found
+
+    def reset_denials(self) -> None:
+        with self.admin() as r:
+            r.execute_command("ACL", "LOG", "RESET")
+        for s in self.cluster.sentinels:
+            if s.alive():
+                with redis.Redis(
+                    LOOPBACK, s.port, socket_timeout=2, **self.cluster.sentinel_client
+                ) as r:
+                    r.execute_command("ACL", "LOG", "RESET")
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +155,12 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureRedis]:
     workdir = tmp_path_factory.mktemp("redis-secure")
     tls = make_tls(workdir / "tls")
     keys = KeySpace(f"t{uuid.uuid4().hex[:8]}")
-    rule = chart_acl_rule(keys.namespace)
-    security = RedisSecurity(
+    rule, sentinel_rule = chart_acl_rules(keys.namespace)
+    security = RedisSecurity(  # as the chart's init.sh writes them
         password=ADMIN_PASSWORD,
         users=(f"{rule} >{MEMOSERVE_PASSWORD}",),
-        sentinel_password=SENTINEL_PASSWORD,
+        sentinel_password=SENTINEL_ADMIN_PASSWORD,
+        sentinel_users=(f"{sentinel_rule} >{SENTINEL_PASSWORD}",),
         tls=tls,
     )
     cluster = SentinelCluster(workdir, security=security).start()
@@ -155,8 +192,12 @@ def test_the_chart_rule_is_least_privilege(secure: SecureRedis) -> None:
         ):
             with pytest.raises(redis.exceptions.NoPermissionError):
                 refused()
-    with secure.admin() as r:
-        r.execute_command("ACL", "LOG", "RESET")
+    with secure.sentinel() as s:
+        assert s.sentinel_get_master_addr_by_name("mymaster")
+        for command in (("RESET", "*"), ("SET", "mymaster", "quorum", "1"), ("FAILOVER", "x")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                s.execute_command("SENTINEL", *command)
+    secure.reset_denials()
 
 
 def test_a_replica_as_the_acl_user_over_tls_serves_promotes_and_purges(

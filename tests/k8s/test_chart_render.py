@@ -403,8 +403,7 @@ def test_redis_auth_comes_from_the_secret(default: list[Manifest]) -> None:
             if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
         }
         # the default user's (replication, Sentinels, probes), which memoserve never gets
-        key = "redis-sentinel-password" if name == "sentinel" else "redis-admin-password"
-        assert refs["REDIS_PASSWORD"] == {"name": NAME, "key": key}
+        assert refs["REDIS_PASSWORD"] == {"name": NAME, "key": "redis-admin-password"}
         assert refs["REDISCLI_AUTH"] == refs["REDIS_PASSWORD"] or name == "config"
     assert secret["data"]["redis-password"] == secret["data"]["redis-sentinel-password"]
     assert secret["data"]["redis-admin-password"] != secret["data"]["redis-password"]
@@ -422,16 +421,23 @@ ACL_RULE = (
 )
 
 
+SENTINEL_ACL_RULE = "memoserve reset on -@all +sentinel|masters +sentinel|get-master-addr-by-name"
+
+
 def test_memoserve_has_an_acl_user_of_its_own(
     default: list[Manifest], fake_redis_tools: Path
 ) -> None:
     scripts = get(default, "ConfigMap", f"{REDIS}-scripts")["data"]
     assert scripts["memoserve.acl"] == ACL_RULE
-    assert configmap(default)["MEMOSERVE_REDIS_USERNAME"] == "memoserve"
-    config = run_init_script(default, fake_redis_tools, pod=0, answer="")
-    assert f"user {ACL_RULE} >memoserve-pw" in config.splitlines()
-    assert "requirepass pw" in config and "masterauth pw" in config
-    assert "requirepass sentinel-pw" in config  # the Sentinels'
+    assert scripts["memoserve-sentinel.acl"] == SENTINEL_ACL_RULE
+    data = configmap(default)
+    assert data["MEMOSERVE_REDIS_USERNAME"] == data["MEMOSERVE_REDIS_SENTINEL_USERNAME"]
+    assert data["MEMOSERVE_REDIS_USERNAME"] == "memoserve"
+    lines = run_init_script(default, fake_redis_tools, pod=0, answer="").splitlines()
+    assert f"user {ACL_RULE} >memoserve-pw" in lines
+    assert f"user {SENTINEL_ACL_RULE} >sentinel-pw" in lines
+    # the default user of Redis and of the Sentinels: the admin password
+    assert lines.count("requirepass pw") == 2 and "masterauth pw" in lines
 
 
 def test_the_acl_rule_follows_the_namespace_and_commands(render: Render) -> None:
@@ -504,8 +510,9 @@ def run_init_script(default: list[Manifest], bin_dir: Path, pod: int, answer: st
     script = bin_dir.parent / "init.sh"
     script.write_text(init_script(default))
     scripts = get(default, "ConfigMap", f"{REDIS}-scripts")["data"]
-    if "memoserve.acl" in scripts:
-        (bin_dir.parent / "memoserve.acl").write_text(scripts["memoserve.acl"])
+    for name in ("memoserve.acl", "memoserve-sentinel.acl"):
+        if name in scripts:
+            (bin_dir.parent / name).write_text(scripts[name])
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "HOSTNAME": f"{REDIS}-{pod}",

@@ -222,6 +222,17 @@ only. tests/integration/test_redis_security.py applies exactly this rule to a re
 {{- range .Values.redis.acl.commands }} +{{ . }}{{ end }}
 {{- end }}
 
+{{/* memoserve's ACL user on the Sentinels: finding the master, nothing else. */}}
+{{- define "memoserve.redis.sentinelAclRule" -}}
+{{ .Values.redis.acl.username }} reset on -@all
+{{- range .Values.redis.acl.sentinelCommands }} +{{ . }}{{ end }}
+{{- end }}
+
+{{/* Secret key of the Sentinels' `default` user (peers, probes). */}}
+{{- define "memoserve.redis.sentinelAdminKey" -}}
+{{- if include "memoserve.redis.acl" . }}redis-admin-password{{ else }}redis-sentinel-password{{ end }}
+{{- end }}
+
 {{/* The ACL user memoserve connects as ("" is the `default` user). */}}
 {{- define "memoserve.redis.username" -}}
 {{- if include "memoserve.redis.acl" . }}
