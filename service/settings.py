@@ -103,14 +103,32 @@ class Settings(BaseSettings):
     redis_master_name: str = "mymaster"
     """Name of the master the Sentinels watch."""
 
+    redis_username: str = ""
+    """ACL user of the Redis master and replicas; empty is the `default` user."""
+
     redis_password: SecretStr | None = None
     """AUTH password of the Redis master and replicas."""
+
+    redis_sentinel_username: str = ""
+    """ACL user of the Sentinels; empty is their `default` user."""
 
     redis_sentinel_password: SecretStr | None = None
     """AUTH password of the Sentinels themselves, if they require one."""
 
     redis_tls: bool = False
-    """Use TLS to the Redis master (Sentinel mode)."""
+    """TLS to the Redis master (Sentinel mode; a `rediss://` URL turns it on in URL mode)."""
+
+    redis_sentinel_tls: bool = False
+    """TLS to the Sentinels."""
+
+    redis_tls_ca_file: str = ""
+    """CA bundle that verifies Redis and Sentinel certificates; empty uses the system's."""
+
+    redis_tls_cert_file: str = ""
+    """Client certificate for Redis and Sentinels that ask for one (with the key file)."""
+
+    redis_tls_key_file: str = ""
+    """Private key of the client certificate."""
 
     redis_socket_timeout_ms: int = Field(default=50, gt=0)
     """Read/write timeout of one Redis command."""
@@ -216,6 +234,14 @@ class Settings(BaseSettings):
         if value not in ("predict", "predict_proba"):
             raise ValueError("model_output must be 'predict' or 'predict_proba'")
         return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            raise ValueError("set MEMOSERVE_REDIS_TLS_CERT_FILE and _KEY_FILE together")
+        if self.redis_tls and self.redis_url.startswith("redis://") and not self.redis_sentinels:
+            raise ValueError("MEMOSERVE_REDIS_TLS needs a rediss:// MEMOSERVE_REDIS_URL")
+        return self
 
     @model_validator(mode="after")
     def _production_is_safe(self) -> Self:

@@ -44,7 +44,14 @@ DERIVED = {
     "redis_master_name": "redis.sentinel.masterName / redis.external.masterName",
     "redis_password": "redis.auth.password / redis.external.password / existingSecret",
     "redis_sentinel_password": "redis.auth.password / redis.external.sentinelPassword",
-    "redis_tls": "redis.external.tls",
+    "redis_tls": "redis.tls.enabled / redis.external.tls",
+    "redis_username": "redis.acl.username / redis.external.username",
+    "redis_sentinel_username": "redis.external.sentinelUsername",
+    "redis_sentinel_tls": "redis.tls.enabled / redis.external.sentinelTls",
+    "redis_tls_ca_file": "the mounted ca.crt of redis.tls.existingSecret / external.tlsCaSecret",
+    # the in-chart Redis asks for no client certificate; another can get them through extraEnv
+    "redis_tls_cert_file": "always empty",
+    "redis_tls_key_file": "always empty",
 }
 SECRET_SETTINGS = {"webhook_secret", "redis_url", "redis_password", "redis_sentinel_password"}
 

@@ -37,3 +37,14 @@ def test_sentinel_addresses_and_empty_passwords(monkeypatch: pytest.MonkeyPatch)
 def test_unknown_output_is_refused() -> None:
     with pytest.raises(ValidationError, match="model_output"):
         Settings(model_output="transform")
+
+
+def test_a_client_certificate_needs_its_key() -> None:
+    with pytest.raises(ValidationError, match="_KEY_FILE together"):
+        Settings(redis_tls_cert_file="/c.pem")
+
+
+def test_tls_in_url_mode_needs_rediss() -> None:
+    with pytest.raises(ValidationError, match="rediss://"):
+        Settings(redis_url="redis://r:6379", redis_tls=True)
+    assert Settings(redis_url="rediss://r:6379", redis_tls=True).redis_tls
