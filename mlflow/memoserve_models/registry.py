@@ -22,9 +22,9 @@ KINDS = ("iris", "diabetes", "slow")
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 # What loading each flavour needs. Named here rather than left to MLflow, which infers them by
 # loading the model in a subprocess: ~15 s a registration, and it lists whatever that imports
-# (pytest, rich). `memoserve` is where the pyfunc's pickled classes live.
-SKLEARN_PACKAGES = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
-PYFUNC_PACKAGES = ("mlflow", "cloudpickle", "memoserve", "numpy", "pandas", "scikit-learn", "scipy")
+# (pytest, rich). MLflow adds its own pin; `memoserve` is where the pyfunc's classes live.
+SKLEARN_PACKAGES = ("numpy", "pandas", "scikit-learn", "scipy", "skops")
+PYFUNC_PACKAGES = ("cloudpickle", "memoserve", "numpy", "pandas", "scikit-learn", "scipy")
 
 
 def pip_requirements(packages: tuple[str, ...]) -> list[str]:
