@@ -35,11 +35,11 @@ from tests.image import pods
 from tests.image.conftest import record
 from tests.image.image_tools import Engine
 from tests.image.pods import Chart, Container, Pod
-from tests.integration.test_promotion import mlflow_call, wait_for_version
 from tests.support import traffic
 from tests.support.keys import row_entries
 from tests.support.metrics import metric
 from tests.support.payloads import IRIS_ROWS, dataframe_split
+from tests.support.registry import mlflow_call, wait_for_version
 from tests.support.traffic import Stream, Tally
 
 pytestmark = pytest.mark.image

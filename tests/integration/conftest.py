@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from devtools.localstack.processes import Replica, SentinelCluster, redis_available, start_replica
+from devtools.localstack.processes import (
+    LOOPBACK,
+    Proc,
+    Replica,
+    SentinelCluster,
+    redis_available,
+    start_mlflow,
+    start_replica,
+)
 from service.cache.keys import KeySpace
+from tests.support.registry import register_v1_v2, reset_to_v1
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,6 +48,34 @@ def own_cluster(require_redis: None, tmp_path: Path) -> Iterator[SentinelCluster
     cluster = SentinelCluster(tmp_path / "redis").start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """One real MLflow server (sqlite, one worker) for the session: the integration and chaos
+    tests' (a test that stops MLflow starts its own)."""
+    proc = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_proc: Proc) -> str:
+    """The session MLflow server's tracking URI."""
+    return f"http://{LOOPBACK}:{mlflow_proc.port}"
+
+
+@pytest.fixture(scope="session")
+def _shared_v1_v2(mlflow_server: str) -> str:
+    return register_v1_v2(mlflow_server, prefix="shared")
+
+
+@pytest.fixture
+def iris_v1_v2(_shared_v1_v2: str, mlflow_server: str) -> str:
+    """The session's two-version iris model (tests.support.registry.register_v1_v2) on the
+    session server, registered once, with @champion back on v1 and no other alias. Tests
+    that need versions of their own (more of them, other sizes) register them."""
+    return reset_to_v1(_shared_v1_v2, mlflow_server)
 
 
 class ReplicaFactory:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import orjson
@@ -30,91 +27,15 @@ from tests.integration.conftest import ReplicaFactory
 from tests.support.events import forged, signed
 from tests.support.keys import published, version_keys
 from tests.support.metrics import metric
-from tests.support.payloads import dataframe_split
+from tests.support.registry import PROBE, ask, mlflow_call, register_v1_v2, wait_for_version
 from tests.support.webhooks import deliver as signed_delivery
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
+# The MLflow server (mlflow_server) and the shared two-version model (iris_v1_v2) are fixtures
+# of tests/integration/conftest.py; PROBE, ask and wait_for_version are tests/support/registry's.
 
 SECRET = "integration-test-secret"
-PROBE = [[5.1, 3.5, 1.4, 0.2]]  # v1 says 0; v2 (classes rotated) says 1
 HOT = [[6.7, 3.0, 5.2, 2.3]]
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real MLflow server (sqlite, one worker) for the session."""
-    proc = start_mlflow(tmp_path_factory.mktemp("mlflow"))
-    yield f"http://{LOOPBACK}:{proc.port}"
-    proc.stop()
-
-
-def mlflow_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Set-up through MLflow's client, whose own deprecation and type-hint warnings are not
-    what these tests check (pytest turns warnings into errors)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
-
-
-def register_v1_v2(tracking: str) -> str:
-    """A fresh model name with v1@champion and an unaliased v2 whose answers differ."""
-    name = f"iris-{uuid.uuid4().hex[:6]}"
-    mlflow_call(
-        registry.register, "iris", name, tracking_uri=tracking, alias="champion", n_estimators=10
-    )
-    mlflow_call(
-        registry.register, "iris", name, tracking_uri=tracking, label_shift=1, n_estimators=10
-    )
-    return name
-
-
-def ask(replica: Replica, rows: list[list[float]] = PROBE) -> httpx.Response:
-    r = httpx.post(f"{replica.url}/invocations", json=dataframe_split(rows), timeout=10)
-    assert r.status_code == 200, r.text
-    return r
-
-
-def wait_for_version(
-    replicas: list[Replica], version: str, timeout: float = 30, *, callers: int = 4
-) -> float:
-    """Seconds until every replica answers ``version``, asked by ``callers`` concurrent
-    clients per replica (so that every worker gets requests), and then for one more second.
-
-    Checked on every answer: no request a replica received after it had answered ``version``
-    is answered with another version."""
-    start = time.monotonic()
-    first: dict[int, float] = {}  # replica -> when its first answer of `version` arrived
-    answers: list[tuple[int, float, str]] = []  # (replica, sent at, version)
-    lock = threading.Lock()
-
-    def call(i: int) -> None:
-        while True:
-            now = time.monotonic()
-            with lock:
-                done = len(first) == len(replicas) and now > max(first.values()) + 1.0
-            if done or now - start > timeout:
-                return
-            seen = ask(replicas[i]).headers["x-model-version"]
-            with lock:
-                answers.append((i, now, seen))
-                if seen == version and i not in first:
-                    first[i] = time.monotonic()
-            time.sleep(0.005)
-
-    threads = [
-        threading.Thread(target=call, args=(i,))
-        for i in range(len(replicas))
-        for _ in range(callers)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(first) == len(replicas), f"not all replicas on {version} after {timeout}s"
-    back = [(i, seen) for i, sent, seen in answers if sent > first[i] and seen != version]
-    assert not back, f"replicas went back from {version} after answering it: {back[:5]}"
-    return max(first.values()) - start
 
 
 def env_for(name: str, tracking: str, cluster: SentinelCluster, cache: Path) -> dict[str, str]:
@@ -135,11 +56,12 @@ def deliver(replica: Replica, payload: dict[str, Any], secret: str, ts: str) -> 
 
 def test_push_path_switches_every_replica_purges_and_warms(
     mlflow_server: str,
+    iris_v1_v2: str,
     sentinel_cluster: SentinelCluster,
     replicas: ReplicaFactory,
     tmp_path: Path,
 ) -> None:
-    name = register_v1_v2(mlflow_server)
+    name = iris_v1_v2
     keys = replicas.keys
     env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
     # Two workers per replica: a replica's answers must not go back to v1 even though each
@@ -236,11 +158,12 @@ def settled_on(
 
 def test_poll_path_alone_converges(
     mlflow_server: str,
+    iris_v1_v2: str,
     sentinel_cluster: SentinelCluster,
     replicas: ReplicaFactory,
     tmp_path: Path,
 ) -> None:
-    name = register_v1_v2(mlflow_server)
+    name = iris_v1_v2
     env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
     env.update(MEMOSERVE_EVENTS_ENABLED="false", MEMOSERVE_MODEL_POLL_SECONDS="1")
     a, b = replicas(**env), replicas(**env)
@@ -252,6 +175,7 @@ def test_poll_path_alone_converges(
 
 def test_a_replica_never_goes_back_while_its_workers_switch_at_different_times(
     mlflow_server: str,
+    iris_v1_v2: str,
     sentinel_cluster: SentinelCluster,
     replicas: ReplicaFactory,
     tmp_path: Path,
@@ -259,7 +183,7 @@ def test_a_replica_never_goes_back_while_its_workers_switch_at_different_times(
     """No webhook: each worker's jittered poll finds v2 at its own time, up to a second apart.
     The first to swap announces it, and the others wait for their own load rather than answer
     with v1 (without that fence this test sees a replica answer v2, then v1)."""
-    name = register_v1_v2(mlflow_server)
+    name = iris_v1_v2
     env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
     env.update(MEMOSERVE_WORKERS="4", MEMOSERVE_MODEL_POLL_SECONDS="2")
     replica = replicas(**env)
