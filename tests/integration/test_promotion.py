@@ -27,6 +27,7 @@ from tests.integration.conftest import ReplicaFactory
 from tests.support.events import forged, signed
 from tests.support.keys import published, version_keys
 from tests.support.metrics import metric
+from tests.support.payloads import dataframe_split
 from tests.support.registry import PROBE, ask, mlflow_call, register_v1_v2, wait_for_version
 from tests.support.webhooks import deliver as signed_delivery
 
