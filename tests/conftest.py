@@ -1,7 +1,9 @@
-"""Shared fixtures: a trained iris model file."""
+"""Shared fixtures: a trained iris model file; MLflow's pickle switch restored after a test."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,3 +19,15 @@ def iris_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "iris.skops"
     skops.io.dump(demo.train_iris(n_estimators=20), path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_pickle_switch() -> Iterator[None]:
+    """An in-process app sets ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` (its trust policy); put it
+    back so that the next test's MLflow calls see the environment they started with."""
+    before = os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", None)
+    else:
+        os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = before

@@ -4,9 +4,10 @@ Each loaded version is kept under ``MEMOSERVE_MODEL_CACHE_DIR/<name>/<version>``
 artifacts never change), and the last version served is remembered there, so a replica that
 restarts while MLflow is down still serves. Each copy is checked, at every load, against the
 sha256 digest recorded at registration (the ``memoserve.artifact_sha256`` version tag), and the
-digest is remembered next to the copy (``<version>.sha256``) for loads while MLflow is down. Only what an alias serves and the version it
-replaced are kept, and one worker of a pod downloads a version while the others wait for it
-(a file lock), so promotions never fill the pod's emptyDir.
+digest is remembered next to the copy (``<version>.sha256``) for loads while MLflow is down.
+Only what an alias serves and the version it replaced are kept, and one worker of a pod
+downloads a version while the others wait for it (a file lock), so promotions never fill the
+pod's emptyDir.
 """
 
 from __future__ import annotations

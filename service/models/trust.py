@@ -58,7 +58,9 @@ class TrustPolicy:
     def apply_to_process(self) -> None:
         """Tell MLflow itself not to unpickle anything unless pickle is trusted (MLflow reads
         ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` at each load)."""
-        os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true" if self.allows_pickle else "false"
+        os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = (
+            "true" if self.allows_pickle else "false"
+        )
 
     def refuse_unless_pickle(self, what: str) -> None:
         """Raise ``ModelRefused`` for ``what`` (an artifact that is code) unless trusted."""

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from devtools.localstack.processes import Replica, SentinelCluster, redis_available, start_replica
+from devtools.localstack.processes import (
+    LOOPBACK,
+    Replica,
+    SentinelCluster,
+    redis_available,
+    start_mlflow,
+    start_replica,
+)
 from service.cache.keys import KeySpace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +46,20 @@ def own_cluster(require_redis: None, tmp_path: Path) -> Iterator[SentinelCluster
     cluster = SentinelCluster(tmp_path / "redis").start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's MLflow server keeps its database and (under `artifacts/`) files."""
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_workdir: Path) -> Iterator[str]:
+    """One real MLflow server (sqlite, one worker) for the session."""
+    proc = start_mlflow(mlflow_workdir)
+    yield f"http://{LOOPBACK}:{proc.port}"
+    proc.stop()
 
 
 class ReplicaFactory:

@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,14 +35,6 @@ T = TypeVar("T")
 SECRET = "integration-test-secret"
 PROBE = [[5.1, 3.5, 1.4, 0.2]]  # v1 says 0; v2 (classes rotated) says 1
 HOT = [[6.7, 3.0, 5.2, 2.3]]
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real MLflow server (sqlite, one worker) for the session."""
-    proc = start_mlflow(tmp_path_factory.mktemp("mlflow"))
-    yield f"http://{LOOPBACK}:{proc.port}"
-    proc.stop()
 
 
 def mlflow_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

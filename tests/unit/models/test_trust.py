@@ -4,7 +4,6 @@ code (pickle, cloudpickle, pyfunc, joblib) and untrusted skops types are refused
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -24,16 +23,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWa
 SKOPS = TrustPolicy()
 PICKLE = TrustPolicy(trust=ModelTrust.PICKLE)
 ROW = pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=demo.IRIS_FEATURES)
-
-
-@pytest.fixture(autouse=True)
-def _restore_mlflow_pickle_flag() -> Iterator[None]:
-    before = os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
-    yield
-    if before is None:
-        os.environ.pop("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", None)
-    else:
-        os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = before
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +94,9 @@ def test_a_pickled_sklearn_model_loads_only_when_pickle_is_trusted(
 
 def test_a_pyfunc_model_loads_only_when_pickle_is_trusted(tmp_path: Path, iris: object) -> None:
     import mlflow.pyfunc
+    from mlflow.models import infer_signature
 
     from memoserve_models.slow import SlowPyfunc
-
-    from mlflow.models import infer_signature
 
     path = tmp_path / "pyfunc"
     signature = infer_signature(ROW, np.array([0]))
