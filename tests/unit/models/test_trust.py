@@ -4,6 +4,7 @@ code (pickle, cloudpickle, pyfunc, joblib) and untrusted skops types are refused
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import joblib
@@ -96,11 +97,13 @@ def test_a_pyfunc_model_loads_only_when_pickle_is_trusted(tmp_path: Path, iris: 
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
-    from memoserve_models.slow import SlowPyfunc
-
     path = tmp_path / "pyfunc"
     signature = infer_signature(ROW, np.array([0]))
-    mlflow.pyfunc.save_model(str(path), python_model=SlowPyfunc(iris, 0.0), signature=signature)
+    with warnings.catch_warnings():  # MLflow asks for type hints on predict
+        warnings.simplefilter("ignore")
+        from memoserve_models.slow import SlowPyfunc
+
+        mlflow.pyfunc.save_model(str(path), python_model=SlowPyfunc(iris, 0.0), signature=signature)
     with pytest.raises(ModelRefused, match="pyfunc.*MEMOSERVE_MODEL_TRUST"):
         load_artifact(path, SKOPS)
     assert predict(PICKLE, path) == [0]
