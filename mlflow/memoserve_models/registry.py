@@ -6,6 +6,7 @@ import logging
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,22 @@ EXPERIMENT = "memoserve-demo"
 KINDS = ("iris", "diabetes", "slow")
 # MLflow 3 saves scikit-learn models with skops, which refuses types it was not told to trust.
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+# What loading each flavour needs. Named here rather than left to MLflow, which infers them by
+# loading the model in a subprocess: ~15 s a registration, and it lists whatever that imports
+# (pytest, rich). MLflow adds its own pin; `memoserve` is where the pyfunc's classes live.
+SKLEARN_PACKAGES = ("numpy", "pandas", "scikit-learn", "scipy", "skops")
+PYFUNC_PACKAGES = ("cloudpickle", "memoserve", "numpy", "pandas", "scikit-learn", "scipy")
+
+
+def pip_requirements(packages: tuple[str, ...]) -> list[str]:
+    """``packages`` pinned to the versions installed here (one not installed is left out)."""
+    pins = []
+    for package in packages:
+        try:
+            pins.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            log.warning("%s is not installed: left out of the model's requirements", package)
+    return pins
 
 
 def client(tracking_uri: str) -> MlflowClient:
@@ -72,6 +89,7 @@ def register(
                 signature=signature,
                 input_example=example,
                 registered_model_name=name,
+                pip_requirements=pip_requirements(PYFUNC_PACKAGES),
             )
         else:
             skops = serialization_format == "skops"
@@ -83,6 +101,7 @@ def register(
                 registered_model_name=name,
                 serialization_format=serialization_format,
                 skops_trusted_types=SKOPS_TRUSTED_TYPES if skops else None,
+                pip_requirements=pip_requirements(SKLEARN_PACKAGES),
             )
     version = str(info.registered_model_version)
     record_digest(name, version, tracking_uri=tracking_uri)

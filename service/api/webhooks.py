@@ -20,20 +20,25 @@ MAX_WEBHOOK_BYTES = 64 * 1024
 async def mlflow_webhook(
     request: Request, promotion: PromotionDep, settings: SettingsDep
 ) -> Response:
-    """``model_version_alias.created``: verify the HMAC, then re-read the alias everywhere."""
+    """``model_version_alias.created``: verify the HMAC, then re-read the alias everywhere. A
+    replayed delivery (an id already handled) gets 200 ``duplicate`` and triggers nothing."""
     body = await read_body(request, MAX_WEBHOOK_BYTES)
     headers = request.headers
+    delivery_id = headers.get("x-mlflow-delivery-id")
+    timestamp = headers.get("x-mlflow-timestamp")
+    now = time.time()
     verify(
         settings.webhook_secret.get_secret_value(),
-        delivery_id=headers.get("x-mlflow-delivery-id"),
-        timestamp=headers.get("x-mlflow-timestamp"),
+        delivery_id=delivery_id,
+        timestamp=timestamp,
         signature=headers.get("x-mlflow-signature"),
         body=body,
-        now=time.time(),
+        now=now,
         tolerance_seconds=settings.webhook_tolerance_seconds,
     )
+    assert delivery_id is not None and timestamp is not None  # verify refuses them missing
     payload = decode_json(body, MAX_WEBHOOK_BYTES)
     if not isinstance(payload, dict):
         raise InvalidInput("webhook body must be a JSON object")
-    outcome = await promotion.on_webhook(payload)
+    outcome = await promotion.on_delivery(delivery_id, int(timestamp), now, payload)
     return json_response({"status": outcome.value}, outcome.status_code)

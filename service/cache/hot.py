@@ -1,5 +1,6 @@
 """Samples the rows requests look up into a bounded Redis sorted set per version and output,
-so a new version can be warmed with the old one's hottest inputs before it serves."""
+so a new version can be warmed with the old one's hottest inputs before it serves. Every set
+that holds client rows expires (``HOT_TTL_SECONDS``); ``no-store`` requests are not sampled."""
 
 from __future__ import annotations
 
@@ -67,4 +68,11 @@ class HotInputs:
     async def carry_over(self, key: str, rows: list[list[Any]]) -> None:
         """Seed ``key`` with ``rows`` (hottest first) unless it has them already."""
         scores = {orjson.dumps(r): len(rows) - i for i, r in enumerate(rows)}
-        await self.redis.run(lambda r: r.zadd(key, scores, nx=True))
+
+        async def write(r: Redis) -> None:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.zadd(key, scores, nx=True)
+                pipe.expire(key, HOT_TTL_SECONDS)  # copied inputs expire like sampled ones
+                await pipe.execute()
+
+        await self.redis.run(write)

@@ -9,6 +9,7 @@ a prefix: a SCAN of one version's rows sees rows only, and a test can count them
 ``{ns}:hot:{model}:{version}:{output}``      sorted set of the version's hottest rows
 ``{ns}:active:{model}``                      the version replicas serve (rollback check)
 ``{ns}:purge:{model}:{version}:{attempt}``   lock of the replica purging a version
+``{ns}:delivery:{d}``                        a webhook delivery id seen (``d`` = BLAKE2b-128)
 ``{ns}:events``                              the pub/sub channel of promotion events
 =========================================  =============================================
 """
@@ -67,6 +68,11 @@ class KeySpace:
     def purge_lock(self, model: str, version: str, attempt: str) -> str:
         """Held by the one replica purging ``version`` in that ``attempt``."""
         return f"{self.namespace}:purge:{model}:{version}:{attempt}"
+
+    def delivery(self, delivery_id: str) -> str:
+        """Marks a webhook delivery as handled (its id is hashed: any bytes make a key)."""
+        digest = blake2b(delivery_id.encode(), digest_size=16).hexdigest()
+        return f"{self.namespace}:delivery:{digest}"
 
     @property
     def events(self) -> str:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -38,25 +39,55 @@ def build_redis(settings: Settings) -> Redis | None:
     # Fail fast: one short retry, then the breaker decides. A long retry would hold requests
     # for seconds during a failover or stick to the dead master.
     retry = Retry(ExponentialBackoff(cap=0.02, base=0.005), settings.redis_retries)
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    auth = _auth(settings.redis_username, settings.redis_password)
     if settings.redis_sentinels:
-        sentinel_kwargs = dict(timeouts)
-        if settings.redis_sentinel_password:
-            sentinel_kwargs["password"] = settings.redis_sentinel_password.get_secret_value()
+        # The Sentinels' clients get the same quick retry: redis-py's default backs off for
+        # seconds, which would hold every request to the deadline while they cannot be reached.
+        sentinel_kwargs = {
+            **timeouts,
+            "retry": retry,
+            **_auth(settings.redis_sentinel_username, settings.redis_sentinel_password),
+            **(_tls(settings) if settings.redis_sentinel_tls else {}),
+        }
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             settings.sentinel_addresses, sentinel_kwargs=sentinel_kwargs, **timeouts
         )
         client: Redis = sentinel.master_for(
             settings.redis_master_name,
-            password=password,
-            ssl=settings.redis_tls,
             retry=retry,
+            **auth,
+            **(_tls(settings) if settings.redis_tls else {}),
             **timeouts,
         )
         return client
     if settings.redis_url:
-        return Redis.from_url(settings.redis_url, password=password, retry=retry, **timeouts)
+        # The scheme picks the connection class: rediss:// is TLS (Settings refuses
+        # MEMOSERVE_REDIS_TLS with a redis:// URL), so only the certificate options go here.
+        extra = _tls(settings) if settings.redis_url.startswith("rediss://") else {}
+        extra.pop("ssl", None)
+        return Redis.from_url(settings.redis_url, retry=retry, **auth, **extra, **timeouts)
     return None
+
+
+def _auth(username: str, password: SecretStr | None) -> dict[str, Any]:
+    """AUTH arguments; none at all when neither is set, so a URL's own credentials stay."""
+    out: dict[str, Any] = {}
+    if username:
+        out["username"] = username
+    if password is not None:
+        out["password"] = password.get_secret_value()
+    return out
+
+
+def _tls(settings: Settings) -> dict[str, Any]:
+    """TLS arguments: the certificate and host name are always verified."""
+    out: dict[str, Any] = {"ssl": True, "ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    if settings.redis_tls_ca_file:
+        out["ssl_ca_certs"] = settings.redis_tls_ca_file
+    if settings.redis_tls_cert_file:
+        out["ssl_certfile"] = settings.redis_tls_cert_file
+        out["ssl_keyfile"] = settings.redis_tls_key_file
+    return out
 
 
 class RedisCache(PredictionCache):

@@ -85,6 +85,7 @@ class ModelManager:
         slower one could swap back to the version that one replaced."""
         async with self._lock:
             fence = self.fence
+            metrics.MODEL_REFRESHES.labels(reason).inc()
             version = await asyncio.to_thread(self.source.resolve)
             if self.current is not None and self.current.version == version:
                 if self.fence == fence:  # not announced while we asked: the fence is stale

@@ -72,6 +72,23 @@ MODEL_POLLS = Counter(
 MODEL_DOWNLOADS = Counter(
     "memoserve_model_downloads", "Model versions downloaded from the registry (one per pod)."
 )
+EVENTS_REJECTED = Counter(
+    "memoserve_events_rejected",
+    "Pub/sub events ignored: malformed, unsigned, bad_signature or stale.",
+    ["reason"],
+)
+MODEL_REFRESHES = Counter(
+    "memoserve_model_refreshes",
+    "Alias reads of the registry, by what asked for them.",
+    ["trigger"],
+)
+REFRESHES_COALESCED = Counter(
+    "memoserve_refreshes_coalesced",
+    "Refresh requests (events, webhooks) that joined one already waiting.",
+)
+WEBHOOK_DUPLICATES = Counter(
+    "memoserve_webhook_duplicates", "Verified webhook deliveries seen before (by delivery id)."
+)
 PURGED_KEYS = Counter("memoserve_cache_purged_keys", "Keys of old versions unlinked.")
 CACHE_CORRUPT = Counter(
     "memoserve_cache_corrupt_entries",

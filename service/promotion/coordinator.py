@@ -1,17 +1,19 @@
-"""How a worker learns that an alias moved: a verified webhook or a pub/sub event triggers a
-refresh (the manager's poll is the third path); a sibling's announcement fences this worker."""
+"""How a worker learns that an alias moved: a verified webhook or a signed pub/sub event asks
+for a refresh (the manager's poll is the third path); a sibling's announcement fences this
+worker. Neither names the version to serve: every refresh re-reads the alias, and requests
+that arrive together share one read (``CoalescedRefresh``)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from enum import StrEnum
 from typing import Any
 
-from service.background import BackgroundTasks
-from service.errors import RegistryUnavailable
 from service.models.manager import ModelManager
+from service.observability import metrics
+from service.promotion.deliveries import DeliveryLog
 from service.promotion.events import EventBus
+from service.promotion.refresh import CoalescedRefresh
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,7 @@ class WebhookOutcome(StrEnum):
     ACCEPTED = "accepted"
     NOT_AN_ALIAS_EVENT = "ignored: not a model_version_alias.created event"
     OTHER_MODEL = "ignored: another model or alias"
+    DUPLICATE = "ignored: duplicate delivery (this delivery id was handled already)"
 
     @property
     def status_code(self) -> int:
@@ -34,10 +37,13 @@ class WebhookOutcome(StrEnum):
 class PromotionCoordinator:
     """Webhook → pub/sub → every worker refreshes; announcements fence lagging workers."""
 
-    def __init__(self, manager: ModelManager, bus: EventBus | None) -> None:
+    def __init__(
+        self, manager: ModelManager, bus: EventBus | None, deliveries: DeliveryLog | None = None
+    ) -> None:
         self.manager = manager
         self.bus = bus
-        self._refreshes = BackgroundTasks("refresh")
+        self.deliveries = deliveries
+        self.refreshes = CoalescedRefresh(manager)
 
     def start(self) -> None:
         """Subscribe to the event channel."""
@@ -48,40 +54,48 @@ class PromotionCoordinator:
         """Unsubscribe and cancel pending refreshes."""
         if self.bus is not None:
             await self.bus.stop()
-        await self._refreshes.cancel()
+        await self.refreshes.cancel()
+
+    async def on_delivery(
+        self, delivery_id: str, timestamp: int, now: float, payload: dict[str, Any]
+    ) -> WebhookOutcome:
+        """A verified MLflow delivery, once per delivery id (a replay is answered, not acted on)."""
+        if self.deliveries is not None and not await self.deliveries.first_time(
+            delivery_id, timestamp, now
+        ):
+            metrics.WEBHOOK_DUPLICATES.inc()
+            log.info("ignoring a replayed webhook delivery %r", delivery_id[:64])
+            return WebhookOutcome.DUPLICATE
+        return await self.on_webhook(payload)
 
     async def on_webhook(self, payload: dict[str, Any]) -> WebhookOutcome:
-        """A verified MLflow delivery: tell every worker, then refresh here. The alias is re-read
-        from MLflow by each refresh; the payload only says which model to look at."""
+        """A verified MLflow delivery: tell every worker, then refresh here. Each refresh re-reads
+        the alias from MLflow; the payload only says which model to look at (its version is not
+        passed on). A registry fault fails the refresh, logged; the poll catches up."""
         if (payload.get("entity"), payload.get("action")) != ALIAS_EVENT:
             return WebhookOutcome.NOT_AN_ALIAS_EVENT
         data = payload.get("data") or {}
         source = self.manager.source
         if data.get("name") != source.registry_name or data.get("alias") != source.alias:
             return WebhookOutcome.OTHER_MODEL
-        # The registry, not the payload, says which version the alias names now. Unreachable,
-        # the delivery fails (5xx, so MLflow's log shows it) and the poll catches up later.
-        try:
-            version = await asyncio.to_thread(source.resolve)
-        except Exception as exc:
-            raise RegistryUnavailable(f"could not re-read the alias: {exc}") from exc
         if self.bus is not None:
             event = {"type": "alias_changed", "model": data["name"], "alias": data["alias"]}
-            await self.bus.publish({**event, "version": version})
-        self._refreshes.spawn(self.manager.refresh("webhook"))
+            await self.bus.publish(event)
+        self.refreshes.request("webhook")
         return WebhookOutcome.ACCEPTED
 
     async def on_event(self, event: dict[str, Any]) -> None:
         """An event from the channel: refresh on ``alias_changed`` or a sibling's ``loading``
         (and after the subscription was lost: events may have been missed), fence on
-        ``serving``."""
+        ``serving``. A version in an event is a hint only: the fence makes this worker re-read
+        the alias, and it serves what the registry names (the fence lifts if that is its own)."""
         if event.get("type") == "resubscribed":
-            self._refreshes.spawn(self.manager.refresh("resubscribed"))
+            self.refreshes.request("resubscribed")
             return
         name = self.manager.source.registry_name
         if name is None or event.get("model") != name:
             return
         if event.get("type") in ("alias_changed", "loading"):
-            self._refreshes.spawn(self.manager.refresh(f"pubsub {event['type']}"))
+            self.refreshes.request(f"pubsub {event['type']}")
         elif event.get("type") == "serving" and isinstance(event.get("version"), str):
             self.manager.served_elsewhere(event["version"])

@@ -1,19 +1,24 @@
-"""Redis pub/sub on ``{ns}:events``: one message reaches every worker of every replica."""
+"""Redis pub/sub on ``{ns}:events``: one message reaches every worker of every replica.
+
+Events are signed (``service.promotion.sealed``): one that is unsigned, badly signed or stale
+is dropped with a warning and ``memoserve_events_rejected_total{reason}``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from service.cache.redis import RedisCache
 from service.errors import CacheUnavailable
+from service.observability import metrics
+from service.promotion.sealed import EventRejected, seal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +38,27 @@ class EventBus:
     every ``keepalive_seconds`` and reconnects when nothing, not even a pong, came back for
     three of them."""
 
-    def __init__(self, redis: RedisCache, channel: str, *, keepalive_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        redis: RedisCache,
+        channel: str,
+        *,
+        key: bytes,
+        tolerance_seconds: int = 300,
+        keepalive_seconds: float = 1.0,
+    ) -> None:
         self.redis = redis
         self.channel = channel
+        self.key = key
+        self.tolerance = tolerance_seconds
         self.keepalive = keepalive_seconds
+        self._warned: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
 
     async def publish(self, event: dict[str, Any]) -> bool:
         """Send ``event`` to every subscriber; False if Redis is unavailable."""
-        payload = orjson.dumps(event)
+        payload = seal(self.key, event, time.time())
         try:
             await self.redis.run(lambda r: r.publish(self.channel, payload))
         except CacheUnavailable as exc:
@@ -105,12 +121,23 @@ class EventBus:
 
     async def _dispatch(self, data: bytes, handler: Handler) -> None:
         try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            log.warning("ignoring a malformed event on %s", self.channel)
+            event = unseal(self.key, data, now=time.time(), tolerance_seconds=self.tolerance)
+        except EventRejected as exc:
+            self._reject(exc.reason.value)
             return
-        if isinstance(event, dict):
-            await self._handle(event, handler)
+        await self._handle(event, handler)
+
+    def _reject(self, reason: str) -> None:
+        """Count it; warn at most once a second per reason (a flood must not flood the log)."""
+        metrics.EVENTS_REJECTED.labels(reason).inc()
+        now = time.monotonic()
+        if now - self._warned.get(reason, -1.0) >= 1.0:
+            self._warned[reason] = now
+            log.warning(
+                "ignoring an event on %s: %s (memoserve_events_rejected_total counts them)",
+                self.channel,
+                reason.replace("_", " "),
+            )
 
     @staticmethod
     async def _handle(event: dict[str, Any], handler: Handler) -> None:

@@ -35,16 +35,22 @@ from tests.image import pods
 from tests.image.conftest import record
 from tests.image.image_tools import Engine
 from tests.image.pods import Chart, Container, Pod
-from tests.integration.test_promotion import mlflow_call, wait_for_version
 from tests.support import traffic
 from tests.support.keys import row_entries
 from tests.support.metrics import metric
 from tests.support.payloads import IRIS_ROWS, dataframe_split
+from tests.support.registry import mlflow_call, wait_for_version
 from tests.support.traffic import Stream, Tally
 
 pytestmark = pytest.mark.image
 
-SECRETS = {"webhook-secret": "image-test-webhook-secret"}
+# `username`/`password`: the chart's MLflow login (mlflow.auth); this MLflow runs without auth
+# and ignores it.
+SECRETS = {
+    "webhook-secret": "image-test-webhook-secret",
+    "username": "admin",
+    "password": "image-test-mlflow-password",
+}
 DEPLOYMENT = ("Deployment", "memoserve")
 JOB = ("Job", "memoserve-registry-setup")
 TEST_POD = ("Pod", "memoserve-test-cache-hit")
@@ -82,6 +88,8 @@ class Stack:
         }
         if port is not None:
             env["MEMOSERVE_BIND"] = f"127.0.0.1:{port}"
+            # host networking: each replica's metrics port (the chart's 9090) on a port of its own
+            env["MEMOSERVE_METRICS_BIND"] = f"127.0.0.1:{free_port()}"
         return env
 
     def replica(self, name: str, **env: str) -> Container:

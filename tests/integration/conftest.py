@@ -13,6 +13,7 @@ import pytest
 
 from devtools.localstack.processes import (
     LOOPBACK,
+    Proc,
     Replica,
     SentinelCluster,
     redis_available,
@@ -20,6 +21,7 @@ from devtools.localstack.processes import (
     start_replica,
 )
 from service.cache.keys import KeySpace
+from tests.support.registry import register_v1_v2, reset_to_v1
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,11 +57,31 @@ def mlflow_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(mlflow_workdir: Path) -> Iterator[str]:
-    """One real MLflow server (sqlite, one worker) for the session."""
+def mlflow_proc(mlflow_workdir: Path) -> Iterator[Proc]:
+    """One real MLflow server (sqlite, one worker) for the session: the integration and chaos
+    tests' (a test that stops MLflow starts its own)."""
     proc = start_mlflow(mlflow_workdir)
-    yield f"http://{LOOPBACK}:{proc.port}"
+    yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_proc: Proc) -> str:
+    """The session MLflow server's tracking URI."""
+    return f"http://{LOOPBACK}:{mlflow_proc.port}"
+
+
+@pytest.fixture(scope="session")
+def _shared_v1_v2(mlflow_server: str) -> str:
+    return register_v1_v2(mlflow_server, prefix="shared")
+
+
+@pytest.fixture
+def iris_v1_v2(_shared_v1_v2: str, mlflow_server: str) -> str:
+    """The session's two-version iris model (tests.support.registry.register_v1_v2) on the
+    session server, registered once, with @champion back on v1 and no other alias. Tests
+    that need versions of their own (more of them, other sizes) register them."""
+    return reset_to_v1(_shared_v1_v2, mlflow_server)
 
 
 class ReplicaFactory:
@@ -71,8 +93,9 @@ class ReplicaFactory:
         self.keys = KeySpace(self.namespace)
         self.started: list[Replica] = []
 
-    def __call__(self, **env: str) -> Replica:
-        """A replica with ``env`` over the test defaults, ready to serve."""
+    def __call__(self, *, wait_ready: bool = True, **env: str) -> Replica:
+        """A replica with ``env`` over the test defaults, ready to serve (unless not
+        ``wait_ready``: then start several at once and wait with ``wait_ready``)."""
         full = {
             "MEMOSERVE_NAMESPACE": self.namespace,
             "MEMOSERVE_WORKERS": "2",
@@ -81,7 +104,9 @@ class ReplicaFactory:
             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
             **env,
         }
-        replica = start_replica(f"replica-{len(self.started)}", self.workdir, full)
+        replica = start_replica(
+            f"replica-{len(self.started)}", self.workdir, full, wait_ready=wait_ready
+        )
         self.started.append(replica)
         return replica
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
+import orjson
 import pytest
+import redis
 
 from devtools.localstack.processes import (
     LOOPBACK,
@@ -22,87 +21,22 @@ from devtools.localstack.processes import (
     wait_until,
 )
 from memoserve_models import registry
+from service.cache.hot import HOT_TTL_SECONDS
 from service.cache.keys import KeySpace
 from tests.integration.conftest import ReplicaFactory
+from tests.support.events import forged, signed
 from tests.support.keys import published, version_keys
 from tests.support.metrics import metric
 from tests.support.payloads import dataframe_split
+from tests.support.registry import PROBE, ask, mlflow_call, register_v1_v2, wait_for_version
 from tests.support.webhooks import deliver as signed_delivery
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
+# The MLflow server (mlflow_server) and the shared two-version model (iris_v1_v2) are fixtures
+# of tests/integration/conftest.py; PROBE, ask and wait_for_version are tests/support/registry's.
 
 SECRET = "integration-test-secret"
-PROBE = [[5.1, 3.5, 1.4, 0.2]]  # v1 says 0; v2 (classes rotated) says 1
 HOT = [[6.7, 3.0, 5.2, 2.3]]
-
-
-def mlflow_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Set-up through MLflow's client, whose own deprecation and type-hint warnings are not
-    what these tests check (pytest turns warnings into errors)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
-
-
-def register_v1_v2(tracking: str) -> str:
-    """A fresh model name with v1@champion and an unaliased v2 whose answers differ."""
-    name = f"iris-{uuid.uuid4().hex[:6]}"
-    mlflow_call(
-        registry.register, "iris", name, tracking_uri=tracking, alias="champion", n_estimators=10
-    )
-    mlflow_call(
-        registry.register, "iris", name, tracking_uri=tracking, label_shift=1, n_estimators=10
-    )
-    return name
-
-
-def ask(replica: Replica, rows: list[list[float]] = PROBE) -> httpx.Response:
-    r = httpx.post(f"{replica.url}/invocations", json=dataframe_split(rows), timeout=10)
-    assert r.status_code == 200, r.text
-    return r
-
-
-def wait_for_version(
-    replicas: list[Replica], version: str, timeout: float = 30, *, callers: int = 4
-) -> float:
-    """Seconds until every replica answers ``version``, asked by ``callers`` concurrent
-    clients per replica (so that every worker gets requests), and then for one more second.
-
-    Checked on every answer: no request a replica received after it had answered ``version``
-    is answered with another version."""
-    start = time.monotonic()
-    first: dict[int, float] = {}  # replica -> when its first answer of `version` arrived
-    answers: list[tuple[int, float, str]] = []  # (replica, sent at, version)
-    lock = threading.Lock()
-
-    def call(i: int) -> None:
-        while True:
-            now = time.monotonic()
-            with lock:
-                done = len(first) == len(replicas) and now > max(first.values()) + 1.0
-            if done or now - start > timeout:
-                return
-            seen = ask(replicas[i]).headers["x-model-version"]
-            with lock:
-                answers.append((i, now, seen))
-                if seen == version and i not in first:
-                    first[i] = time.monotonic()
-            time.sleep(0.005)
-
-    threads = [
-        threading.Thread(target=call, args=(i,))
-        for i in range(len(replicas))
-        for _ in range(callers)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(first) == len(replicas), f"not all replicas on {version} after {timeout}s"
-    back = [(i, seen) for i, sent, seen in answers if sent > first[i] and seen != version]
-    assert not back, f"replicas went back from {version} after answering it: {back[:5]}"
-    return max(first.values()) - start
 
 
 def env_for(name: str, tracking: str, cluster: SentinelCluster, cache: Path) -> dict[str, str]:
@@ -123,11 +57,12 @@ def deliver(replica: Replica, payload: dict[str, Any], secret: str, ts: str) -> 
 
 def test_push_path_switches_every_replica_purges_and_warms(
     mlflow_server: str,
+    iris_v1_v2: str,
     sentinel_cluster: SentinelCluster,
     replicas: ReplicaFactory,
     tmp_path: Path,
 ) -> None:
-    name = register_v1_v2(mlflow_server)
+    name = iris_v1_v2
     keys = replicas.keys
     env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
     # Two workers per replica: a replica's answers must not go back to v1 even though each
@@ -151,7 +86,7 @@ def test_push_path_switches_every_replica_purges_and_warms(
         "action": "created",
         "data": {"name": name, "alias": "champion", "version": "2"},
     }
-    alias_changed = {"type": "alias_changed", "model": name, "alias": "champion", "version": "2"}
+    alias_changed = {"type": "alias_changed", "model": name, "alias": "champion"}
     with published(sentinel_cluster, keys.events) as events:
         now = str(int(time.time()))
         for secret, ts in [("wrong-secret", now), (SECRET, str(int(time.time()) - 3600))]:
@@ -224,11 +159,12 @@ def settled_on(
 
 def test_poll_path_alone_converges(
     mlflow_server: str,
+    iris_v1_v2: str,
     sentinel_cluster: SentinelCluster,
     replicas: ReplicaFactory,
     tmp_path: Path,
 ) -> None:
-    name = register_v1_v2(mlflow_server)
+    name = iris_v1_v2
     env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
     env.update(MEMOSERVE_EVENTS_ENABLED="false", MEMOSERVE_MODEL_POLL_SECONDS="1")
     a, b = replicas(**env), replicas(**env)
@@ -240,6 +176,7 @@ def test_poll_path_alone_converges(
 
 def test_a_replica_never_goes_back_while_its_workers_switch_at_different_times(
     mlflow_server: str,
+    iris_v1_v2: str,
     sentinel_cluster: SentinelCluster,
     replicas: ReplicaFactory,
     tmp_path: Path,
@@ -247,7 +184,7 @@ def test_a_replica_never_goes_back_while_its_workers_switch_at_different_times(
     """No webhook: each worker's jittered poll finds v2 at its own time, up to a second apart.
     The first to swap announces it, and the others wait for their own load rather than answer
     with v1 (without that fence this test sees a replica answer v2, then v1)."""
-    name = register_v1_v2(mlflow_server)
+    name = iris_v1_v2
     env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
     env.update(MEMOSERVE_WORKERS="4", MEMOSERVE_MODEL_POLL_SECONDS="2")
     replica = replicas(**env)
@@ -311,3 +248,171 @@ def test_the_simulated_heavy_model_is_served_as_pyfunc_and_cached(
     first, second = ask(replica), ask(replica)
     assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
     assert first.json() == second.json() == {"predictions": [0]}
+
+
+def test_control_messages_need_the_key_coalesce_and_are_not_replayed(
+    mlflow_server: str,
+    sentinel_cluster: SentinelCluster,
+    replicas: ReplicaFactory,
+    tmp_path: Path,
+) -> None:
+    """Two replicas (two workers, one) on one registered version, the channel open to the test as
+    to anyone who can PUBLISH. Forged events change nothing; signed ones make every worker look
+    (a burst of them: at most two alias reads per worker); a replayed delivery, to either
+    replica, triggers nothing; ``no-store`` rows are not sampled and hot sets expire."""
+    name = f"iris-{uuid.uuid4().hex[:6]}"
+    mlflow_call(
+        registry.register,
+        "iris",
+        name,
+        tracking_uri=mlflow_server,
+        alias="champion",
+        n_estimators=10,
+    )
+    keys = replicas.keys
+    env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
+    env.update(MEMOSERVE_HOT_SAMPLE_RATE="1")
+    # Started together (their start-up is most of this test's time); b has one worker.
+    workers = [2, 1]
+    a, b = (replicas(wait_ready=False, **{**env, "MEMOSERVE_WORKERS": str(n)}) for n in workers)
+    for replica in (a, b):
+        wait_until(lambda r=replica: ready(r), 60, "the replica ready", proc=replica.proc)
+    clients = [httpx.Client(base_url=r.url, timeout=10) for r in (a, b)]
+    master = redis.Redis(LOOPBACK, sentinel_cluster.current_master_port(), socket_timeout=2)
+
+    def reads() -> list[float]:
+        return [metric(c, "memoserve_model_refreshes_total") for c in clients]
+
+    def counted(metric_name: str, **labels: str) -> list[float]:
+        return [metric(c, metric_name, **labels) for c in clients]
+
+    def publish(*messages: bytes) -> None:
+        with master.pipeline(transaction=False) as pipe:
+            for m in messages:
+                pipe.publish(keys.events, m)
+            pipe.execute()
+
+    try:
+        # A replica is ready once one worker is: counters move until every worker has loaded.
+        wait_until(
+            lambda: counted("memoserve_model_reloads_total", outcome="ok") == workers,
+            30,
+            "every worker loaded",
+        )
+        # 1. Forged events, every kind that would make a worker look, fence or reload.
+        before, rejected = reads(), counted("memoserve_events_rejected_total")
+        reloads = counted("memoserve_model_reloads_total")
+        forged_events = [
+            {"type": "alias_changed", "model": name, "alias": "champion", "version": "2"},
+            {"type": "loading", "model": name, "version": "2"},
+            {"type": "serving", "model": name, "version": "2"},
+            {"type": "resubscribed"},
+        ]
+        publish(*(forged(e) for e in forged_events))
+        publish(*(signed(e, "not-the-secret") for e in forged_events))
+        wait_until(
+            lambda: all(
+                r >= 2 * len(forged_events) * w or n > 0
+                for r, n, w in zip(
+                    grown(counted("memoserve_events_rejected_total"), rejected),
+                    grown(reads(), before),
+                    workers,
+                    strict=True,
+                )
+            ),
+            10,
+            "every worker to hear the forged events",
+        )
+        for replica in (a, b):  # a fenced worker would re-read the alias now
+            assert {ask(replica).headers["x-model-version"] for _ in range(8)} == {"1"}
+        assert reads() == before, "a forged event made a worker read the alias"
+        assert counted("memoserve_model_reloads_total") == reloads
+
+        # 2. One signed event: every worker of both replicas reads the alias, once.
+        publish(signed({"type": "alias_changed", "model": name}, SECRET))
+        wait_until(
+            lambda: all(n >= w for n, w in zip(grown(reads(), before), workers, strict=True)),
+            10,
+            "every worker to look",
+        )
+        # 3. A burst of 100: each worker reads one or two more times, not 100.
+        before, joined = reads(), counted("memoserve_refreshes_coalesced_total")
+        publish(*[signed({"type": "alias_changed", "model": name}, SECRET)] * 100)
+        wait_until(
+            lambda: all(
+                n + j >= 100 * w
+                for n, j, w in zip(
+                    grown(reads(), before),
+                    grown(counted("memoserve_refreshes_coalesced_total"), joined),
+                    workers,
+                    strict=True,
+                )
+            ),
+            20,
+            "every worker to take the burst",
+        )
+        burst = grown(reads(), before)
+        assert all(w <= n <= 2 * w for n, w in zip(burst, workers, strict=True)), burst
+
+        # 4. A delivery replayed (same id, valid signature) to the same and another replica.
+        payload = alias_moved_payload(name)
+        ts, delivery = str(int(time.time())), uuid.uuid4().hex
+        with published(sentinel_cluster, keys.events) as events:
+            assert deliver_as(a, payload, ts, delivery).status_code == 202
+            for replica in (a, b):
+                r = deliver_as(replica, payload, ts, delivery)
+                assert r.status_code == 200, r.text
+                assert r.json()["status"].startswith("ignored: duplicate delivery")
+            publish(forged({"type": "marker"}))  # the channel keeps the order: all heard by then
+            wait_until(lambda: {"type": "marker"} in events(), 5, "the marker")
+            changes = [e for e in events() if e.get("type") == "alias_changed"]
+        assert len(changes) == 1, changes
+        assert counted("memoserve_webhook_duplicates_total") == [1, 1]
+
+        # 5. Privacy: a no-store row leaves no hot-set entry; the hot set expires.
+        hot = keys.hot(name, "1", "predict")
+        with httpx.Client(base_url=a.url, timeout=10) as one:  # one connection: one worker
+            secret_row, public_row = [[4.9, 3.1, 1.5, 0.1]], [[5.8, 2.7, 5.1, 1.9]]
+            r = one.post(
+                "/invocations",
+                json=dataframe_split(secret_row),
+                headers={"Cache-Control": "no-store"},
+            )
+            assert r.status_code == 200, r.text
+            assert one.post("/invocations", json=dataframe_split(public_row)).status_code == 200
+        wait_until(
+            lambda: master.zscore(hot, orjson.dumps(public_row[0])) is not None,
+            5,
+            "the sampled row",
+        )
+        assert master.zscore(hot, orjson.dumps(secret_row[0])) is None, "no-store row sampled"
+        assert 0 < master.ttl(hot) <= HOT_TTL_SECONDS
+    finally:
+        master.close()
+        for c in clients:
+            c.close()
+
+
+def ready(replica: Replica) -> bool:
+    try:
+        return httpx.get(f"{replica.url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def grown(now: list[float], then: list[float]) -> list[float]:
+    """Per replica, how much a counter grew."""
+    return [n - t for n, t in zip(now, then, strict=True)]
+
+
+def alias_moved_payload(name: str) -> dict[str, Any]:
+    return {
+        "entity": "model_version_alias",
+        "action": "created",
+        "data": {"name": name, "alias": "champion", "version": "1"},
+    }
+
+
+def deliver_as(replica: Replica, payload: dict[str, Any], ts: str, delivery: str) -> httpx.Response:
+    """A delivery with a given id: the same call twice is a replay."""
+    return signed_delivery(replica.url, payload, SECRET, ts, delivery=delivery)

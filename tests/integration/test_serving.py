@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ import redis
 from devtools.localstack.processes import LOOPBACK, SentinelCluster, wait_until
 from service.cache.envelope import seal, unseal
 from tests.integration.conftest import ReplicaFactory
+from tests.support.failover import through_failover
 from tests.support.keys import master_keys, master_ttl, row_entries
 from tests.support.metrics import metric
 from tests.support.models import CountingModel, calls
@@ -312,33 +312,12 @@ def test_sentinel_failover_under_steady_traffic(
             wait_until(  # the writes replicate before the crash
                 lambda: replica_db.dbsize() >= len(rows), 10, "the entries on the replica"
             )
-
-        statuses: list[int] = []
-        outcomes: list[str] = []
-        killed_at = resumed_at = 0.0
-        start = time.monotonic()
-        i = 0
-        while time.monotonic() - start < 40:
-            r = c.post("/invocations", json=split([rows[i % len(rows)]]))
-            i += 1
-            statuses.append(r.status_code)
-            outcomes.append(r.headers.get("x-cache", "?"))
-            if not killed_at and i == 50:
-                assert own_cluster.master is not None
-                own_cluster.master.kill()
-                killed_at = time.monotonic()
-            if killed_at and "BYPASS" in outcomes and outcomes[-20:] == ["HIT"] * 20:
-                resumed_at = time.monotonic()
-                break
-            time.sleep(0.005)
-    assert set(statuses) == {200}, f"non-200 answers during failover: {set(statuses)}"
+        assert own_cluster.master is not None
+        run = through_failover(c, rows, own_cluster.master.kill)
+    assert set(run.statuses) == {200}, f"non-200 answers during failover: {set(run.statuses)}"
     assert own_cluster.current_master_port() != old_master
-    assert resumed_at, f"hits did not resume; last outcomes {outcomes[-20:]}"
-    print(
-        f"\nfailover: {len(statuses)} requests, all 200; "
-        f"{outcomes.count('BYPASS')} BYPASS; hits resumed {resumed_at - killed_at:.2f}s "
-        "after SIGKILL of the master"
-    )
+    assert run.resumed_at, f"hits did not resume; last outcomes {run.outcomes[-20:]}"
+    print(f"\nfailover: {run.summary()}")
 
 
 def test_redis_gone_every_answer_is_bypass_and_the_breaker_stops_attempts(

@@ -131,8 +131,10 @@ COMPONENTS = {
     f"{REDIS}-headless": "redis",
     f"{REDIS}-scripts": "redis",
     MLFLOW: "mlflow",
+    f"{MLFLOW}-auth": "mlflow",
     f"{NAME}-registry-setup": "registry-setup",
     f"{NAME}-test-cache-hit": "test",
+    f"{NAME}-test": "test",
 }
 SHARED = {("ServiceAccount", NAME), ("Secret", NAME), ("ConfigMap", f"{NAME}-dashboard")}
 
@@ -155,12 +157,15 @@ def test_every_resource_carries_the_chart_labels_and_its_component(
             assert labels.items() <= pod_labels.items(), f"{kind}/{name}: its pods lack its labels"
 
 
-def test_service_exposes_the_named_http_port(default: list[Manifest]) -> None:
-    (port,) = get(default, "Service", NAME)["spec"]["ports"]
+def test_service_exposes_the_named_http_and_metrics_ports(default: list[Manifest]) -> None:
+    port, metrics = get(default, "Service", NAME)["spec"]["ports"]
     assert port["name"] == "http"
     assert port["targetPort"] == "http"
-    (container_port,) = container(server(default), "memoserve")["ports"]
+    assert (metrics["name"], metrics["targetPort"], metrics["port"]) == ("metrics", "metrics", 9090)
+    container_port, metrics_port = container(server(default), "memoserve")["ports"]
     assert container_port == {"name": "http", "containerPort": 8080, "protocol": "TCP"}
+    assert metrics_port == {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}
+    assert configmap(default)["MEMOSERVE_METRICS_BIND"] == "0.0.0.0:9090"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -348,16 +353,17 @@ def test_generated_secrets_change_on_every_render(tools: Tools) -> None:
 def test_existing_secrets_render_no_secret_and_the_same_manifests(tools: Tools) -> None:
     command = [tools.helm, "template", RELEASE, str(CHART)]
     command += ["--set", "existingSecret=creds", "--set", "mlflow.existingSecret=mlflow-creds"]
+    command += ["--set", "mlflow.auth.existingSecret=mlflow-auth"]
     first = run(*command)
     assert run(*command) == first
     manifests = load_all(first)
     assert of_kind(manifests, "Secret") == []
     refs = secret_refs(manifests)
-    assert refs.pop(f"{MLFLOW}/mlflow") == {"mlflow-creds"}
+    assert refs.pop(f"{MLFLOW}/mlflow") == {"mlflow-creds", "mlflow-auth"}
     assert {f"{NAME}/memoserve", f"{REDIS}/redis", f"{NAME}-registry-setup/registry-setup"} <= set(
         refs
     )
-    assert set().union(*refs.values()) == {"creds"}
+    assert set().union(*refs.values()) == {"creds", "mlflow-auth"}
     for workload in (server(manifests), get(manifests, "Deployment", MLFLOW)):
         annotations = pod_template(workload)["metadata"].get("annotations") or {}
         assert "checksum/secret" not in annotations
@@ -402,8 +408,94 @@ def test_redis_auth_comes_from_the_secret(default: list[Manifest]) -> None:
             for e in container(statefulset, name)["env"]
             if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
         }
-        assert refs["REDIS_PASSWORD"] == {"name": NAME, "key": "redis-password"}
+        # the default user's (replication, Sentinels, probes), which memoserve never gets
+        assert refs["REDIS_PASSWORD"] == {"name": NAME, "key": "redis-admin-password"}
+        assert refs["REDISCLI_AUTH"] == refs["REDIS_PASSWORD"] or name == "config"
     assert secret["data"]["redis-password"] == secret["data"]["redis-sentinel-password"]
+    assert secret["data"]["redis-admin-password"] != secret["data"]["redis-password"]
+    memoserve_keys = {
+        e["valueFrom"]["secretKeyRef"]["key"]
+        for e in container(server(default), "memoserve")["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert "redis-admin-password" not in memoserve_keys
+
+
+ACL_RULE = (
+    "memoserve reset on ~memoserve:* &memoserve:events -@all +get +mget +set +del +unlink "
+    "+scan +expire +zadd +zincrby +zrevrange +zremrangebyrank +publish +subscribe +ping"
+)
+
+
+SENTINEL_ACL_RULE = "memoserve reset on -@all +sentinel|masters +sentinel|get-master-addr-by-name"
+
+
+def test_memoserve_has_an_acl_user_of_its_own(
+    default: list[Manifest], fake_redis_tools: Path
+) -> None:
+    scripts = get(default, "ConfigMap", f"{REDIS}-scripts")["data"]
+    assert scripts["memoserve.acl"] == ACL_RULE
+    assert scripts["memoserve-sentinel.acl"] == SENTINEL_ACL_RULE
+    data = configmap(default)
+    assert data["MEMOSERVE_REDIS_USERNAME"] == data["MEMOSERVE_REDIS_SENTINEL_USERNAME"]
+    assert data["MEMOSERVE_REDIS_USERNAME"] == "memoserve"
+    lines = run_init_script(default, fake_redis_tools, pod=0, answer="").splitlines()
+    assert f"user {ACL_RULE} >memoserve-pw" in lines
+    assert f"user {SENTINEL_ACL_RULE} >sentinel-pw" in lines
+    # the default user of Redis and of the Sentinels: the admin password
+    assert lines.count("requirepass pw") == 2 and "masterauth pw" in lines
+
+
+def test_the_acl_rule_follows_the_namespace_and_commands(render: Render) -> None:
+    manifests = render(None, "config.namespace=ns1", "redis.acl.commands={get,set}")
+    rule = get(manifests, "ConfigMap", f"{REDIS}-scripts")["data"]["memoserve.acl"]
+    assert rule == "memoserve reset on ~ns1:* &ns1:events -@all +get +set"
+
+
+def test_without_the_acl_memoserve_is_the_default_user(render: Render) -> None:
+    manifests = render(None, "redis.acl.enabled=false")
+    assert "memoserve.acl" not in get(manifests, "ConfigMap", f"{REDIS}-scripts")["data"]
+    assert configmap(manifests)["MEMOSERVE_REDIS_USERNAME"] == ""
+    assert "redis-admin-password" not in get(manifests, "Secret", NAME)["data"]
+    env = container(get(manifests, "StatefulSet", REDIS), "redis")["env"]
+    assert {"name": NAME, "key": "redis-password"} in [e["valueFrom"]["secretKeyRef"] for e in env]
+
+
+TLS = ("redis.tls.enabled=true", "redis.tls.existingSecret=redis-certs")
+
+
+def test_tls_closes_the_plain_ports_and_memoserve_verifies_with_the_ca(
+    render: Render, fake_redis_tools: Path
+) -> None:
+    manifests = render(None, *TLS)
+    data = configmap(manifests)
+    assert data["MEMOSERVE_REDIS_TLS"] == data["MEMOSERVE_REDIS_SENTINEL_TLS"] == "true"
+    assert data["MEMOSERVE_REDIS_TLS_CA_FILE"] == "/etc/memoserve/redis-tls/ca.crt"
+    pod = pod_template(server(manifests))["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "redis-tls"]
+    assert volume["secret"] == {
+        "secretName": "redis-certs",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    statefulset = get(manifests, "StatefulSet", REDIS)
+    volumes = pod_template(statefulset)["spec"]["volumes"]
+    assert {"name": "tls", "secret": {"secretName": "redis-certs", "defaultMode": 0o440}} in volumes
+    for name in ("redis", "sentinel"):
+        probe = container(statefulset, name)["readinessProbe"]["exec"]["command"][-1]
+        assert probe.startswith("redis-cli --tls --cacert /tls/ca.crt -p ")
+    config = run_init_script(manifests, fake_redis_tools, pod=0, answer="")
+    lines = config.splitlines()
+    assert lines.count("port 0") == 2 and "tls-port 6379" in lines and "tls-port 26379" in lines
+    assert "tls-replication yes" in lines and "tls-ca-cert-file /tls/ca.crt" in lines
+
+
+def test_tls_is_off_by_default_and_needs_a_secret(default: list[Manifest], tools: Tools) -> None:
+    data = configmap(default)
+    assert data["MEMOSERVE_REDIS_TLS"] == data["MEMOSERVE_REDIS_SENTINEL_TLS"] == "false"
+    assert data["MEMOSERVE_REDIS_TLS_CA_FILE"] == ""
+    command = [tools.helm, "template", RELEASE, str(CHART), "--set", TLS[0]]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "redis.tls.existingSecret is required" in result.stderr
 
 
 @pytest.fixture()
@@ -423,11 +515,17 @@ def run_init_script(default: list[Manifest], bin_dir: Path, pod: int, answer: st
     conf.mkdir()
     script = bin_dir.parent / "init.sh"
     script.write_text(init_script(default))
+    scripts = get(default, "ConfigMap", f"{REDIS}-scripts")["data"]
+    for name in ("memoserve.acl", "memoserve-sentinel.acl"):
+        if name in scripts:
+            (bin_dir.parent / name).write_text(scripts[name])
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "HOSTNAME": f"{REDIS}-{pod}",
         "POD_NAMESPACE": "ns",
         "REDIS_PASSWORD": "pw",
+        "SENTINEL_PASSWORD": "sentinel-pw",
+        "MEMOSERVE_PASSWORD": "memoserve-pw",
         "REDIS_CONF_DIR": str(conf),
         "FAKE_SENTINEL_ANSWER": answer,
     }
@@ -476,9 +574,10 @@ def test_only_memoserve_and_redis_pods_reach_redis(default: list[Manifest]) -> N
     assert {p["port"] for p in rule["ports"]} == {"redis", "sentinel"}
 
 
-def test_service_port_is_open(default: list[Manifest]) -> None:
-    (rule,) = get(default, "NetworkPolicy", NAME)["spec"]["ingress"]
-    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+def test_the_service_and_metrics_ports_are_the_only_ingress_ports(default: list[Manifest]) -> None:
+    service, metrics = get(default, "NetworkPolicy", NAME)["spec"]["ingress"]
+    assert service["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
 
 
 def test_external_redis_runs_no_redis(render: Render) -> None:
@@ -489,7 +588,11 @@ def test_external_redis_runs_no_redis(render: Render) -> None:
         [f"redis-sentinel-{i}.redis.cache.svc:26379" for i in range(3)]
     )
     assert data["MEMOSERVE_REDIS_MASTER_NAME"] == "cache"
-    assert data["MEMOSERVE_REDIS_TLS"] == "true"
+    assert data["MEMOSERVE_REDIS_TLS"] == data["MEMOSERVE_REDIS_SENTINEL_TLS"] == "true"
+    assert data["MEMOSERVE_REDIS_TLS_CA_FILE"] == "/etc/memoserve/redis-tls/ca.crt"
+    assert data["MEMOSERVE_REDIS_USERNAME"] == "memoserve"
+    volumes = pod_template(server(manifests))["spec"]["volumes"]
+    assert {v["name"]: v for v in volumes}["redis-tls"]["secret"]["secretName"] == "cache-ca"
     assert data["MEMOSERVE_MLFLOW_TRACKING_URI"] == "http://mlflow.mlops.svc:5000"
     assert set(get(manifests, "Secret", NAME)["data"]) == {
         "webhook-secret",
@@ -571,7 +674,7 @@ def test_service_monitor_only_on_request(default: list[Manifest], render: Render
     monitor = get(render("production"), "ServiceMonitor", NAME)
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     (endpoint,) = monitor["spec"]["endpoints"]
-    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 

@@ -26,11 +26,16 @@ ALLOWED_OTHER_ENV = {
     "MLFLOW_TRACKING_URI",  # mlflow's client, and Settings' fallback for the tracking URI
     "PROMETHEUS_MULTIPROC_DIR",  # prometheus_client's multiprocess registry
     "PYTHONUNBUFFERED",
+    # mlflow's client sends these as basic auth to an MLflow with `mlflow.auth` (its own
+    # variables, so no Settings field: the registry client is mlflow's, not memoserve's)
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
 }
 ALLOWED_OTHER_PREFIXES = ("OTEL_",)  # the OpenTelemetry SDK's standard variables
 # Settings the chart computes from other values instead of taking them from `config:`.
 DERIVED = {
     "bind": "containerPort",
+    "metrics_bind": "metricsPort",
     "model_cache_dir": "modelCache.mountPath",
     "mlflow_tracking_uri": "mlflow.enabled / mlflow.external.trackingUri",
     "webhook_secret": "webhookSecret / existingSecret",
@@ -39,7 +44,14 @@ DERIVED = {
     "redis_master_name": "redis.sentinel.masterName / redis.external.masterName",
     "redis_password": "redis.auth.password / redis.external.password / existingSecret",
     "redis_sentinel_password": "redis.auth.password / redis.external.sentinelPassword",
-    "redis_tls": "redis.external.tls",
+    "redis_tls": "redis.tls.enabled / redis.external.tls",
+    "redis_username": "redis.acl.username / redis.external.username",
+    "redis_sentinel_username": "redis.external.sentinelUsername",
+    "redis_sentinel_tls": "redis.tls.enabled / redis.external.sentinelTls",
+    "redis_tls_ca_file": "the mounted ca.crt of redis.tls.existingSecret / external.tlsCaSecret",
+    # the in-chart Redis asks for no client certificate; another can get them through extraEnv
+    "redis_tls_cert_file": "always empty",
+    "redis_tls_key_file": "always empty",
 }
 SECRET_SETTINGS = {"webhook_secret", "redis_url", "redis_password", "redis_sentinel_password"}
 
@@ -80,6 +92,11 @@ def test_secrets_come_from_the_secret_and_the_rest_from_the_configmap(
         for item in server["env"]
         if "secretKeyRef" in item.get("valueFrom", {})
     }
+    mlflow_auth = {
+        name: from_secret.pop(name)
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    }
+    assert {ref["name"] for ref in mlflow_auth.values()} == {"memoserve-mlflow-auth"}
     assert set(from_secret) == {PREFIX + name.upper() for name in SECRET_SETTINGS}
     assert all(ref["name"] == "memoserve" for ref in from_secret.values())
     data = get(default, "ConfigMap", "memoserve")["data"]

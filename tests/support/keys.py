@@ -41,7 +41,8 @@ def version_keys(cluster: SentinelCluster, keys: KeySpace, model: str, version: 
 @contextmanager
 def published(cluster: SentinelCluster, channel: str) -> Iterator[Callable[[], list[Any]]]:
     """Subscribed to ``channel`` on the current master: yields a function that returns every
-    message published there since, decoded, in the order Redis delivered them."""
+    message published there since, decoded (the event of a signed one), in the order Redis
+    delivered them."""
     with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as client:
         pubsub = client.pubsub()
         pubsub.subscribe(channel)
@@ -55,7 +56,8 @@ def published(cluster: SentinelCluster, channel: str) -> Iterator[Callable[[], l
         def messages() -> list[Any]:
             while (m := pubsub.get_message(timeout=0.01)) is not None:
                 if m["type"] == "message":
-                    heard.append(orjson.loads(m["data"]))
+                    message = orjson.loads(m["data"])  # signed: {"event": ..., "ts", "sig"}
+                    heard.append(message.get("event", message))
             return list(heard)
 
         try:

@@ -13,11 +13,17 @@ from service.promotion.signature import sign
 
 
 def deliver(
-    url: str, payload: dict[str, Any], secret: str, ts: str | None = None
+    url: str,
+    payload: dict[str, Any],
+    secret: str,
+    ts: str | None = None,
+    *,
+    delivery: str | None = None,
 ) -> httpx.Response:
-    """POST ``payload`` to the replica at ``url``'s MLflow webhook, signed with ``secret``."""
+    """POST ``payload`` to the replica at ``url``'s MLflow webhook, signed with ``secret``
+    (a new delivery id unless ``delivery`` names one: a replay)."""
     content = orjson.dumps(payload)
-    delivery = uuid.uuid4().hex
+    delivery = delivery or uuid.uuid4().hex
     ts = ts or str(int(time.time()))
     headers = {
         "Content-Type": "application/json",

@@ -15,7 +15,15 @@ def test_production_refuses_the_dev_webhook_secret() -> None:
 
 def test_production_needs_a_shared_cache() -> None:
     with pytest.raises(ValidationError, match="REDIS"):
-        Settings(environment="production", webhook_secret="s3cret")
+        Settings(environment="production", webhook_secret="s" * 32)
+
+
+def test_production_refuses_a_webhook_secret_under_32_bytes() -> None:
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        Settings(environment="production", redis_url="redis://r:6379", webhook_secret="s" * 31)
+    for secret in ("s" * 32, "é" * 16):  # bytes count, not characters
+        Settings(environment="production", redis_url="redis://r:6379", webhook_secret=secret)
+    assert Settings(webhook_secret="short").webhook_secret.get_secret_value() == "short"  # dev
 
 
 def test_sentinel_addresses_and_empty_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,3 +37,14 @@ def test_sentinel_addresses_and_empty_passwords(monkeypatch: pytest.MonkeyPatch)
 def test_unknown_output_is_refused() -> None:
     with pytest.raises(ValidationError, match="model_output"):
         Settings(model_output="transform")
+
+
+def test_a_client_certificate_needs_its_key() -> None:
+    with pytest.raises(ValidationError, match="_KEY_FILE together"):
+        Settings(redis_tls_cert_file="/c.pem")
+
+
+def test_tls_in_url_mode_needs_rediss() -> None:
+    with pytest.raises(ValidationError, match="rediss://"):
+        Settings(redis_url="redis://r:6379", redis_tls=True)
+    assert Settings(redis_url="rediss://r:6379", redis_tls=True).redis_tls

@@ -180,18 +180,83 @@ ones in exponent form (1048576 -> 1.048576e+06), which pydantic refuses for an i
 {{- end }}
 {{- end }}
 
-{{/* The Redis password for redis-server, sentinel and redis-cli (REDISCLI_AUTH). */}}
+{{/*
+A Redis password for redis-server, sentinel and redis-cli (REDISCLI_AUTH), from Secret key `.key`
+(default `redis-password`).
+*/}}
 {{- define "memoserve.redis.authEnv" -}}
 {{- if .enabled }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ .secret }}
-      key: redis-password
+      key: {{ .key | default "redis-password" }}
 - name: REDISCLI_AUTH
   valueFrom:
     secretKeyRef:
       name: {{ .secret }}
-      key: redis-password
+      key: {{ .key | default "redis-password" }}
 {{- end }}
+{{- end }}
+
+{{/* "true" when the in-chart Redis gives memoserve an ACL user of its own. */}}
+{{- define "memoserve.redis.acl" -}}
+{{- if and .Values.redis.enabled .Values.redis.auth.enabled .Values.redis.acl.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+Secret key of the in-chart Redis `default` user (replication, Sentinels, probes): its own
+`redis-admin-password` with the ACL user, else the one password memoserve uses too.
+*/}}
+{{- define "memoserve.redis.adminKey" -}}
+{{- if include "memoserve.redis.acl" . }}redis-admin-password{{ else }}redis-password{{ end }}
+{{- end }}
+
+{{/*
+memoserve's ACL user without its password: the commands it sends, on its keys and its channel
+only. tests/integration/test_redis_security.py applies exactly this rule to a real Redis.
+*/}}
+{{- define "memoserve.redis.aclRule" -}}
+{{- $ns := .Values.config.namespace -}}
+{{ .Values.redis.acl.username }} reset on ~{{ $ns }}:* &{{ $ns }}:events -@all
+{{- range .Values.redis.acl.commands }} +{{ . }}{{ end }}
+{{- end }}
+
+{{/* memoserve's ACL user on the Sentinels: finding the master, nothing else. */}}
+{{- define "memoserve.redis.sentinelAclRule" -}}
+{{ .Values.redis.acl.username }} reset on -@all
+{{- range .Values.redis.acl.sentinelCommands }} +{{ . }}{{ end }}
+{{- end }}
+
+{{/* Secret key of the Sentinels' `default` user (peers, probes). */}}
+{{- define "memoserve.redis.sentinelAdminKey" -}}
+{{- if include "memoserve.redis.acl" . }}redis-admin-password{{ else }}redis-sentinel-password{{ end }}
+{{- end }}
+
+{{/* The ACL user memoserve connects as ("" is the `default` user). */}}
+{{- define "memoserve.redis.username" -}}
+{{- if include "memoserve.redis.acl" . }}
+{{- .Values.redis.acl.username }}
+{{- else if not .Values.redis.enabled }}
+{{- .Values.redis.external.username }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret whose `ca.crt` memoserve verifies Redis and the Sentinels with ("" for none). */}}
+{{- define "memoserve.redis.caSecret" -}}
+{{- if .Values.redis.enabled }}
+{{- if .Values.redis.tls.enabled }}{{ required "redis.tls.existingSecret is required with redis.tls.enabled" .Values.redis.tls.existingSecret }}{{ end }}
+{{- else }}
+{{- .Values.redis.external.tlsCaSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Where memoserve reads that `ca.crt`. */}}
+{{- define "memoserve.redis.caDir" -}}
+/etc/memoserve/redis-tls
+{{- end }}
+
+{{/* redis-cli inside the Redis pods: over TLS, verified with the pod's CA, when TLS is on. */}}
+{{- define "memoserve.redis.cli" -}}
+redis-cli{{ if .Values.redis.tls.enabled }} --tls --cacert /tls/ca.crt{{ end }}
 {{- end }}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from devtools.localstack.faults import FaultProxy
-from devtools.localstack.processes import LOOPBACK, Proc, start_mlflow, start_redis
+from devtools.localstack.processes import LOOPBACK, Proc, start_redis
 
 
 @dataclass
@@ -79,8 +79,7 @@ def redis_behind_proxy(
 
 
 @pytest.fixture(scope="session")
-def chaos_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    """A real MLflow server for the chaos scenarios (a proxy goes in front where needed)."""
-    proc = start_mlflow(tmp_path_factory.mktemp("mlflow-chaos"))
-    yield proc
-    proc.stop()
+def chaos_mlflow(mlflow_proc: Proc) -> Proc:
+    """The session's real MLflow server (tests/integration/conftest.py), for the chaos
+    scenarios (a proxy goes in front where needed; none stops it)."""
+    return mlflow_proc

@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 T = TypeVar("T")
 PROBE = [[5.9, 3.0, 4.2, 1.5]]
 SECRET = "chaos-webhook-secret-of-32-bytes!"  # class 1 on v1, class 2 on v2 (label_shift=1)
+# Where two versions do, the scenarios share the session's iris_v1_v2 (tests/integration/
+# conftest.py: v1 label_shift 0 @champion, v2 label_shift 1, ten trees each, as register makes).
 
 
 def quiet(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -97,13 +99,14 @@ def on_version(urls: list[str], version: str, timeout: float = 30) -> None:
 
 def test_promotion_under_load_back_and_forth(
     chaos_mlflow: Proc,
+    iris_v1_v2: str,
     redis_behind_proxy: tuple[Proc, FaultProxy],
     replicas: ReplicaFactory,
     tmp_path: Path,
     report: Report,
 ) -> None:
     _, redis_proxy = redis_behind_proxy
-    name = register(chaos_mlflow)
+    name = iris_v1_v2
     env = serving(
         name,
         tracking(chaos_mlflow),
@@ -153,6 +156,7 @@ def versions_seen(tally: Tally) -> dict[str, list[str]]:
 
 def test_mlflow_refusing_or_cutting_downloads_during_a_promotion(
     chaos_mlflow: Proc,
+    iris_v1_v2: str,
     replicas: ReplicaFactory,
     tmp_path: Path,
     report: Report,
@@ -160,7 +164,7 @@ def test_mlflow_refusing_or_cutting_downloads_during_a_promotion(
     """MLflow unreachable, then every response cut after 2 kB (an artifact download torn
     mid-file): the replica keeps serving v1, never flaps, never loads half a model, and moves
     to v2 once MLflow answers whole again."""
-    name = register(chaos_mlflow)
+    name = iris_v1_v2
     proxy = FaultProxy(LOOPBACK, chaos_mlflow.port).start()
     try:
         cache = tmp_path / "cache"
@@ -238,6 +242,7 @@ def test_five_promotions_keep_two_versions_on_disk_one_download_each(
 
 def test_a_silently_dead_subscription_during_a_promotion(
     chaos_mlflow: Proc,
+    iris_v1_v2: str,
     redis_behind_proxy: tuple[Proc, FaultProxy],
     replicas: ReplicaFactory,
     tmp_path: Path,
@@ -247,7 +252,7 @@ def test_a_silently_dead_subscription_during_a_promotion(
     subscriptions, the pool that publishes) goes silent without closing. Replica b must still
     switch: its listener notices the silence, resubscribes and re-reads the alias."""
     _, redis_proxy = redis_behind_proxy
-    name = register(chaos_mlflow)
+    name = iris_v1_v2
     env = serving(
         name,
         tracking(chaos_mlflow),

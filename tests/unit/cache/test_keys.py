@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hashlib import blake2b
+
 import pytest
 
 from service.cache.keys import KeySpace
@@ -39,6 +41,7 @@ def test_the_layout_is_pinned() -> None:
     assert KEYS.active("iris") == "ns:active:iris"
     assert KEYS.purge_lock("iris", "7", "swap") == "ns:purge:iris:7:swap"
     assert KEYS.events == "ns:events"
+    assert KEYS.delivery("id") == "ns:delivery:" + blake2b(b"id", digest_size=16).hexdigest()
     assert KEYS.version_prefix("iris", "7") == "ns:row:iris:7:"
 
 
@@ -48,6 +51,7 @@ def test_only_row_keys_live_under_a_version_prefix() -> None:
     steering = [
         KEYS.lock(row),
         KEYS.hot("iris", "7", "predict"),
+        KEYS.delivery("iris:7:predict"),
         KEYS.active("iris"),
         KEYS.purge_lock("iris", "7", "swap"),
         KEYS.events,

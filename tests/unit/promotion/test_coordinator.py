@@ -4,6 +4,7 @@ the other workers (over a real redis-server)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,10 +12,10 @@ import pytest
 
 from service.cache.keys import KeySpace
 from service.cache.redis import RedisCache
-from service.errors import RegistryUnavailable
 from service.models.manager import ModelManager
 from service.promotion.coordinator import PromotionCoordinator, WebhookOutcome
 from service.promotion.events import EventBus
+from tests.support.events import KEY
 from tests.support.sources import MovableAlias
 from tests.support.waiting import eventually
 
@@ -67,13 +68,13 @@ async def test_an_accepted_delivery_tells_every_worker_and_refreshes_this_one(
     assert isinstance(manager.source, MovableAlias)
     manager.source.version = "2"
     heard: list[dict[str, Any]] = []
-    sibling = EventBus(redis_cache, keys.events)
+    sibling = EventBus(redis_cache, keys.events, key=KEY)
 
     async def listen(event: dict[str, Any]) -> None:
         heard.append(event)
 
     sibling.start(listen)
-    coordinator = PromotionCoordinator(manager, EventBus(redis_cache, keys.events))
+    coordinator = PromotionCoordinator(manager, EventBus(redis_cache, keys.events, key=KEY))
     try:
         await asyncio.wait_for(sibling.subscribed.wait(), 5)
         outcome = await coordinator.on_webhook(ALIAS_MOVED)
@@ -83,14 +84,62 @@ async def test_an_accepted_delivery_tells_every_worker_and_refreshes_this_one(
     finally:
         await sibling.stop()
         await coordinator.stop()
-    assert heard == [{"type": "alias_changed", "model": "m", "alias": "champion", "version": "2"}]
+    # "Look now", not "serve 2": the payload's version is not passed on.
+    assert heard == [{"type": "alias_changed", "model": "m", "alias": "champion"}]
 
 
-async def test_an_unreachable_registry_fails_the_delivery(manager: ModelManager) -> None:
+async def test_an_unreachable_registry_keeps_the_current_version(manager: ModelManager) -> None:
     assert isinstance(manager.source, MovableAlias)
     manager.source.unreachable = True
-    with pytest.raises(RegistryUnavailable):
-        await PromotionCoordinator(manager, None).on_webhook(ALIAS_MOVED)
+    coordinator = PromotionCoordinator(manager, None)
+    assert await coordinator.on_webhook(ALIAS_MOVED) is WebhookOutcome.ACCEPTED
+    await coordinator.stop()
+    assert serves(manager, "1")
+
+
+async def test_a_version_in_an_event_is_never_served_unless_the_registry_names_it(
+    manager: ModelManager,
+) -> None:
+    """The alias stays on 1; events claim 9. The fence makes the worker look, and it stays."""
+    coordinator = PromotionCoordinator(manager, None)
+    for kind in ("alias_changed", "loading"):
+        await coordinator.on_event({"type": kind, "model": "m", "version": "9"})
+    await coordinator.on_event({"type": "serving", "model": "m", "version": "9"})
+    assert manager.fence == "9"
+    assert await manager.serving() is manager.current  # caught up: re-read the alias
+    await coordinator.stop()
+    assert serves(manager, "1") and manager.fence is None
+
+
+@pytest.mark.parametrize("via", ["events", "webhooks"])
+async def test_a_burst_of_refresh_requests_costs_at_most_two_alias_reads(
+    manager: ModelManager, via: str
+) -> None:
+    """100 requests while one refresh reads the alias: they share one more read."""
+    source = manager.source
+    assert isinstance(source, MovableAlias)
+    gate = source.slow_read = threading.Event()
+    coordinator = PromotionCoordinator(manager, None)
+    reads = source.reads
+
+    async def burst(n: int) -> None:
+        for _ in range(n):
+            if via == "events":
+                await coordinator.on_event({"type": "alias_changed", "model": "m"})
+            else:
+                assert await coordinator.on_webhook(ALIAS_MOVED) is WebhookOutcome.ACCEPTED
+
+    await burst(1)
+    await asyncio.to_thread(source.reading.wait, 5)  # the first refresh is reading
+    source.version = "2"  # ...and the alias moves while it does: the next read must see it
+    await burst(99)
+    gate.set()
+    await eventually(lambda: serves(manager, "2"), 5, "version 2 served")
+    await eventually(lambda: not coordinator.refreshes.busy, 5, "refreshes done")
+    await burst(100)  # nothing running: they all join one
+    await eventually(lambda: not coordinator.refreshes.busy, 5, "refreshes done")
+    await coordinator.stop()
+    assert source.reads - reads == 3
 
 
 async def test_events_refresh_or_fence_this_worker(manager: ModelManager) -> None:

@@ -14,6 +14,7 @@ from service.cache.tiered import TieredCache
 from service.promotion.events import EventBus
 from service.promotion.hooks import SwapHooks
 from service.settings import Settings
+from tests.support.events import KEY
 from tests.support.sources import MovableAlias
 from tests.support.waiting import eventually
 
@@ -55,7 +56,7 @@ async def test_announce_tells_siblings_before_a_version_change_only(
     source = MovableAlias("1")
     one, two = source.load("1"), source.load("2")
     heard: list[dict[str, Any]] = []
-    sibling = EventBus(redis_cache, keys.events)
+    sibling = EventBus(redis_cache, keys.events, key=KEY)
 
     async def listen(event: dict[str, Any]) -> None:
         heard.append(event)
@@ -63,7 +64,8 @@ async def test_announce_tells_siblings_before_a_version_change_only(
     sibling.start(listen)
     try:
         await asyncio.wait_for(sibling.subscribed.wait(), 5)
-        swap = hooks(redis_cache, keys, MemoryCache(10), EventBus(redis_cache, keys.events))
+        bus = EventBus(redis_cache, keys.events, key=KEY)
+        swap = hooks(redis_cache, keys, MemoryCache(10), bus)
         await swap.announce(None, one)  # the first load: nobody to fence
         await swap.announce(one, one)  # a refresh that found the same version
         await swap.announce(one, two)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from service.background import BackgroundTasks
-from service.cache.hot import HotInputs
+from service.cache.hot import HOT_TTL_SECONDS, HotInputs
 from service.cache.keys import KeySpace
 from service.cache.redis import RedisCache
 from service.models.loaded import LoadedModel
@@ -52,3 +52,8 @@ async def test_hot_rows_of_the_old_version_are_cached_for_the_new_one(
     assert stored == [b"30.0", b"70.0", None]
     carried = await hot.top(keys.hot("m", "2", "predict"), 10)
     assert carried == background_rows[:2]
+    # Client rows copied anywhere expire: the sampled set, the carried-over set, the rows.
+    copies = [keys.hot("m", "1", "predict"), keys.hot("m", "2", "predict")]
+    copies += keys.rows(prefix, rows.row_bytes[:2])
+    for key in copies:
+        assert 0 < await redis_cache.run(lambda r, k=key: r.ttl(k)) <= HOT_TTL_SECONDS, key
