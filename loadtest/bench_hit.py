@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import joblib
+import skops.io
 
 from devtools.localstack.processes import SentinelCluster, redis_available
 from loadtest.common import Result, gunicorn, median, mlflow_models_serve, wrk
@@ -45,9 +45,9 @@ def main() -> None:
         raise SystemExit("redis-server is needed for the redis-hit case")
 
     work = Path(tempfile.mkdtemp(prefix="memoserve-bench-"))
-    model = work / "iris.joblib"
+    model = work / "iris.skops"
     iris = demo.train_iris()
-    joblib.dump(iris, model)
+    skops.io.dump(iris, model)
     if not args.no_mlflow:
         save_mlflow_model(iris, work / "iris-mlflow")
     cluster = SentinelCluster(work / "redis").start()

@@ -26,7 +26,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-import joblib
+import skops.io
 
 from devtools.localstack.otlp import OtlpReceiver
 from loadtest.common import gunicorn, median, wrk
@@ -81,8 +81,8 @@ def main() -> None:
     }
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="memoserve-bench-")))
-        joblib.dump(demo.train_iris(), work / "iris.joblib")
-        base["MEMOSERVE_MODEL_URI"] = str(work / "iris.joblib")
+        skops.io.dump(demo.train_iris(), work / "iris.skops")
+        base["MEMOSERVE_MODEL_URI"] = str(work / "iris.skops")
         receiver = stack.enter_context(OtlpReceiver(decode=False))
         otlp = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint}
         cases = {

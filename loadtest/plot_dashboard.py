@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
+import skops.io
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.localstack.processes import (
@@ -137,8 +137,8 @@ def wrk_load(url: str, seconds: float, workdir: Path, seed: int) -> subprocess.P
 
 
 def run(seconds: float, workdir: Path) -> Scrapes:
-    model = workdir / "iris.joblib"
-    joblib.dump(demo.train_iris(n_estimators=50), model)
+    model = workdir / "iris.skops"
+    skops.io.dump(demo.train_iris(n_estimators=50), model)
     procs: list[Proc] = [start_redis("redis", workdir)]
     redis_port = procs[0].port
     replicas: list[Replica] = []
@@ -180,8 +180,8 @@ def run(seconds: float, workdir: Path) -> Scrapes:
             scrapes.events.append((time.monotonic() - start, what))
 
         at(seconds * 0.35, "new model version")
-        fresh = workdir / "iris-v2.joblib"
-        joblib.dump(demo.train_iris(n_estimators=50, seed=7, label_shift=1), fresh)
+        fresh = workdir / "iris-v2.skops"
+        skops.io.dump(demo.train_iris(n_estimators=50, seed=7, label_shift=1), fresh)
         os.replace(fresh, model)
         at(seconds * 0.65, "Redis stopped")
         procs[0].stop()

@@ -8,6 +8,8 @@ from typing import Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.models.trust import DEFAULT_SKOPS_TRUSTED_TYPES, ModelTrust
+
 DEV_WEBHOOK_SECRET = "memoserve-dev-webhook-secret"
 MIN_WEBHOOK_SECRET_BYTES = 32
 
@@ -63,6 +65,16 @@ class Settings(BaseSettings):
     model_load_wait_seconds: float = Field(default=30.0, ge=0)
     """How long a worker waits for a load it needs: its first, before it accepts connections,
     and a version another worker already serves."""
+
+    model_trust: ModelTrust = ModelTrust.SKOPS
+    """`skops`: only skops-saved scikit-learn models load; `pickle` also loads pickle,
+    cloudpickle, pyfunc code and joblib files (a registry writer can then run code here)."""
+
+    model_skops_trusted_types: str = ",".join(DEFAULT_SKOPS_TRUSTED_TYPES)
+    """Comma-separated types a `.skops` file may need beyond those skops trusts itself."""
+
+    model_require_digest: bool = True
+    """Refuse a registry version without a `memoserve.artifact_sha256` tag to check it by."""
 
     mlflow_tracking_uri: str = ""
     """MLflow tracking server; empty falls back to `MLFLOW_TRACKING_URI`."""

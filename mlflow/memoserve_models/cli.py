@@ -46,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     pro.add_argument("version")
     pro.add_argument("--alias", default="champion")
 
+    dig = sub.add_parser(
+        "digest",
+        parents=[common],
+        help="record the artifact digest memoserve checks (versions other tools registered)",
+    )
+    dig.add_argument("name")
+    dig.add_argument("version")
+
     lst = sub.add_parser("list", parents=[common], help="versions of a model with their aliases")
     lst.add_argument("name")
 
@@ -103,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "promote":
         registry.promote(args.name, args.version, alias=args.alias, tracking_uri=uri)
         print(f"{args.name}@{args.alias} -> version {args.version}")
+    elif args.action == "digest":
+        print(registry.record_digest(args.name, args.version, tracking_uri=uri))
     elif args.action == "list":
         print(json.dumps(registry.versions(args.name, tracking_uri=uri), indent=2))
     elif args.action == "webhook":

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
+import tempfile
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -13,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from memoserve_models import demo
+from service.models.digest import DIGEST_TAG, artifact_digest
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +58,12 @@ def register(
     delay_seconds: float = 1.0,
     seed: int = 0,
     n_estimators: int = 100,
+    serialization_format: str = "skops",
 ) -> str:
     """Train a demo model of ``kind``, log it with signature and input example, register it
-    under ``name``; set ``alias`` on the new version if given. Returns the version."""
+    under ``name`` and record its digest; set ``alias`` on the new version if given. Returns
+    the version. Only ``serialization_format="skops"`` loads under memoserve's default trust;
+    ``slow`` is a pyfunc (code), which needs ``MEMOSERVE_MODEL_TRUST=pickle``."""
     c = client(tracking_uri)
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=f"{name}-{kind}"):
@@ -85,20 +92,40 @@ def register(
                 pip_requirements=pip_requirements(PYFUNC_PACKAGES),
             )
         else:
+            skops = serialization_format == "skops"
             info = mlflow.sklearn.log_model(
                 model,
                 name="model",
                 signature=signature,
                 input_example=example,
                 registered_model_name=name,
-                skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                serialization_format=serialization_format,
+                skops_trusted_types=SKOPS_TRUSTED_TYPES if skops else None,
                 pip_requirements=pip_requirements(SKLEARN_PACKAGES),
             )
     version = str(info.registered_model_version)
+    record_digest(name, version, tracking_uri=tracking_uri)
     if alias:
         c.set_registered_model_alias(name, alias, version)
     log.info("registered %s version %s%s", name, version, f" as @{alias}" if alias else "")
     return version
+
+
+def record_digest(name: str, version: str, *, tracking_uri: str) -> str:
+    """Tag ``version`` with the sha256 of its files as the registry serves them (the tag a
+    memoserve replica checks its copy against). Also for versions other tools registered:
+    ``python -m memoserve_models.registry digest NAME VERSION``."""
+    from mlflow.artifacts import download_artifacts
+
+    c = client(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="memoserve-digest-") as tmp:
+        download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=tmp, tracking_uri=tracking_uri
+        )
+        digest = artifact_digest(Path(tmp))
+    c.set_model_version_tag(name, version, DIGEST_TAG, digest)
+    log.info("recorded %s=%s on %s version %s", DIGEST_TAG, digest, name, version)
+    return digest
 
 
 def promote(name: str, version: str, *, alias: str, tracking_uri: str) -> None:
@@ -146,3 +173,9 @@ def register_webhook(url: str, secret: str, *, tracking_uri: str, name: str = "m
         name=name, url=url, events=["model_version_alias.created"], secret=secret
     )
     return str(hook.webhook_id)
+
+
+if __name__ == "__main__":
+    from memoserve_models.cli import main
+
+    sys.exit(main(sys.argv[1:]))

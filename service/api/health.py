@@ -24,6 +24,8 @@ async def readyz(dataplane: DataPlaneDep) -> Response:
     body: dict[str, str] = {"status": readiness.status, "model": dataplane.name}
     if readiness.model is not None:
         body["version"] = readiness.model.version
+    if dataplane.manager.load_error:  # e.g. a version the trust policy refused
+        body["load_error"] = dataplane.manager.load_error
     return json_response(body, 200 if readiness.ok else 503)
 
 

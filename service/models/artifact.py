@@ -1,4 +1,5 @@
-"""Loading a model from files: an MLflow model directory or a joblib/pickle file."""
+"""Loading a model from files (an MLflow model directory, a ``.skops`` or a joblib/pickle
+file) as the trust policy allows (``service.models.trust``)."""
 
 from __future__ import annotations
 
@@ -7,37 +8,56 @@ from pathlib import Path
 from typing import Any
 
 from service.models.loaded import Predictor, PyfuncPredictor, SklearnPredictor
+from service.models.trust import TrustPolicy
 from service.rows.schema import ColumnSpec, InputSchema
 
-# MLflow 3 stores scikit-learn models with skops, which loads only types it is told to trust.
-SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+_DEFAULT_POLICY = TrustPolicy()
 
 
-def load_artifact(path: Path) -> tuple[Predictor, InputSchema]:
-    """A predictor and its input schema from an MLflow model directory or a joblib file."""
+def load_artifact(
+    path: Path, policy: TrustPolicy = _DEFAULT_POLICY
+) -> tuple[Predictor, InputSchema]:
+    """A predictor and its input schema from an MLflow model directory or a model file."""
     if (path / "MLmodel").is_file():
-        return _load_mlflow_dir(path)
+        return _load_mlflow_dir(path, policy)
+    if path.suffix == ".skops":
+        predictor = SklearnPredictor(policy.load_skops(path))
+        return predictor, predictor.schema()
+    policy.refuse_unless_pickle(f"{path.name} (a joblib/pickle file)")
     import joblib
 
-    estimator = joblib.load(path)
-    predictor = SklearnPredictor(estimator)
+    predictor = SklearnPredictor(joblib.load(path))
     return predictor, predictor.schema()
 
 
-def _load_mlflow_dir(path: Path) -> tuple[Predictor, InputSchema]:
+def _load_mlflow_dir(path: Path, policy: TrustPolicy) -> tuple[Predictor, InputSchema]:
     from mlflow.models import Model
 
     meta = Model.load(str(path))
     schema = schema_from_signature(meta.signature)
-    if "sklearn" in meta.flavors:
-        import mlflow.sklearn
-
-        estimator = mlflow.sklearn.load_model(str(path))
+    sklearn = meta.flavors.get("sklearn")
+    if sklearn is not None:
+        estimator = _load_sklearn(path, sklearn, policy)
         predictor = SklearnPredictor(estimator, schema.names)
         return predictor, schema if schema.columns else predictor.schema()
+    policy.refuse_unless_pickle("an MLflow pyfunc model (its python_model or loader_module)")
     import mlflow.pyfunc
 
     return PyfuncPredictor(mlflow.pyfunc.load_model(str(path)), schema), schema
+
+
+def _load_sklearn(path: Path, flavor: dict[str, Any], policy: TrustPolicy) -> Any:
+    fmt = str(flavor.get("serialization_format", "cloudpickle"))
+    if fmt == "skops":
+        # Ours, not mlflow.sklearn.load_model: that trusts the types the MLmodel lists.
+        file = (path / str(flavor.get("pickled_model", "model.skops"))).resolve()
+        if not file.is_relative_to(path.resolve()):
+            raise ValueError(f"the sklearn flavour names a file outside the model: {file}")
+        return policy.load_skops(file)
+    policy.refuse_unless_pickle(f"a scikit-learn model saved with {fmt}")
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(str(path))
 
 
 def schema_from_signature(signature: Any) -> InputSchema:

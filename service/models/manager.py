@@ -59,6 +59,8 @@ class ModelManager:
         self.loaded = asyncio.Event()
         self.fence: str | None = None
         """A version another worker serves now, when it is not this worker's."""
+        self.load_error: str | None = None
+        """Why the last load failed (a refused artifact, say), until a load succeeds."""
 
     @property
     def name(self) -> str:
@@ -137,8 +139,9 @@ class ModelManager:
                 log.exception("before-load hook failed")
         try:
             model = await asyncio.to_thread(self.source.load, version)
-        except Exception:
+        except Exception as exc:
             metrics.MODEL_RELOADS.labels("error").inc()
+            self.load_error = f"version {version}: {type(exc).__name__}: {exc}"[:500]
             raise
         old = self.current
         for hook in self.before_swap:
@@ -147,6 +150,7 @@ class ModelManager:
             self.replica_fence.publish(model.version)  # siblings fence before we answer
         self.current = model
         self.fence = None
+        self.load_error = None
         metrics.MODEL_RELOADS.labels("ok").inc()
         if old is not None:
             metrics.MODEL_INFO.labels(old.name, old.version).set(0)

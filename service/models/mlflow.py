@@ -2,9 +2,12 @@
 
 Each loaded version is kept under ``MEMOSERVE_MODEL_CACHE_DIR/<name>/<version>`` (a version's
 artifacts never change), and the last version served is remembered there, so a replica that
-restarts while MLflow is down still serves. Only what an alias serves and the version it
-replaced are kept, and one worker of a pod downloads a version while the others wait for it
-(a file lock), so promotions never fill the pod's emptyDir.
+restarts while MLflow is down still serves. Each copy is checked, at every load, against the
+sha256 digest recorded at registration (the ``memoserve.artifact_sha256`` version tag), and the
+digest is remembered next to the copy (``<version>.sha256``) for loads while MLflow is down.
+Only what an alias serves and the version it replaced are kept, and one worker of a pod
+downloads a version while the others wait for it (a file lock), so promotions never fill the
+pod's emptyDir.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from service.models.artifact import load_artifact
+from service.models.digest import DIGEST_TAG, artifact_digest
 from service.models.loaded import LoadedModel
 from service.models.source import ModelSource
+from service.models.trust import ModelRefused, TrustPolicy
 from service.observability import metrics
 from service.settings import Settings
 
@@ -62,7 +67,13 @@ class MlflowModelSource(ModelSource):
     """Resolves the alias with ``get_model_version_by_alias`` and loads that version."""
 
     def __init__(
-        self, ref: RegistryRef, *, tracking_uri: str, cache_dir: Path, name: str = ""
+        self,
+        ref: RegistryRef,
+        *,
+        tracking_uri: str,
+        cache_dir: Path,
+        name: str = "",
+        policy: TrustPolicy | None = None,
     ) -> None:
         for key, value in _FAST_FAIL_ENV.items():
             os.environ.setdefault(key, value)
@@ -78,15 +89,21 @@ class MlflowModelSource(ModelSource):
         self.cache_dir = cache_dir / ref.name
         self._client: Any = None
         self._loaded: str | None = None  # the version this process loaded last
+        self.policy = policy or TrustPolicy()
+        self._tags: dict[str, str | None] = {}  # version -> digest tag, as the alias read it
+        self._offline = False  # the last alias read failed: load from what the disk remembers
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MlflowModelSource:
+    def from_settings(
+        cls, settings: Settings, policy: TrustPolicy | None = None
+    ) -> MlflowModelSource:
         """The source ``MEMOSERVE_MODEL_URI`` names."""
         return cls(
             RegistryRef.parse(settings.model_uri),
             tracking_uri=settings.mlflow_tracking_uri,
             cache_dir=Path(settings.model_cache_dir),
             name=settings.model_name,
+            policy=policy or TrustPolicy.from_settings(settings),
         )
 
     @property
@@ -110,6 +127,7 @@ class MlflowModelSource(ModelSource):
             fallback = self._loaded or self._remembered()
             if fallback is None:
                 raise
+            self._offline = True
             log.warning(
                 "MLflow unreachable (%s: %s); serving the local copy of version %s",
                 type(exc).__name__,
@@ -117,16 +135,21 @@ class MlflowModelSource(ModelSource):
                 fallback,
             )
             return fallback
-        return str(mv.version)
+        self._offline = False
+        version = str(mv.version)
+        self._tags = {version: (mv.tags or {}).get(DIGEST_TAG)}  # one MLflow call for both
+        return version
 
     def load(self, version: str) -> LoadedModel:
         path = self.cache_dir / version
+        tag = self._digest_tag(version)
         with self._exclusive():
             if not (path / "MLmodel").is_file():
                 self._download(version, path)
+            self._verify(version, path, tag)
             self._remember(version)
             self._prune()
-        predictor, schema = load_artifact(path)
+        predictor, schema = load_artifact(path, self.policy)
         self._loaded = version
         uri = f"models:/{self.ref.name}/{version}"
         return LoadedModel(self.name, version, schema, predictor, uri=uri, alias=self.ref.alias)
@@ -159,6 +182,58 @@ class MlflowModelSource(ModelSource):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _digest_tag(self, version: str) -> tuple[bool, str | None]:
+        """(MLflow answered, the version's digest tag): from the alias read if it named this
+        version, else one ``get_model_version``; (False, None) while MLflow is unreachable."""
+        if version in self._tags:
+            return True, self._tags[version]
+        if self._offline:
+            return False, None
+        try:
+            mv = self.client.get_model_version(self.ref.name, version)
+        except Exception as exc:  # noqa: BLE001 - the digest remembered on disk decides
+            log.warning("reading the tags of version %s failed: %s", version, str(exc)[:200])
+            return False, None
+        return True, (mv.tags or {}).get(DIGEST_TAG)
+
+    def _verify(self, version: str, path: Path, tag: tuple[bool, str | None]) -> None:
+        """Refuse a copy whose files differ from the digest recorded at registration (or, while
+        MLflow is down, the one remembered when the copy was first verified)."""
+        answered, recorded = tag
+        sidecar = self.cache_dir / f"{version}.sha256"
+        remembered = sidecar.read_text().strip() if sidecar.is_file() else None
+        what = f"{self.ref.name} version {version}"
+        if answered and recorded is None and self.policy.require_digest:
+            raise ModelRefused(
+                f"refusing {what}: it has no {DIGEST_TAG} tag to check its files by. Record it "
+                f"with `python -m memoserve_models.registry digest {self.ref.name} {version}` "
+                "or set MEMOSERVE_MODEL_REQUIRE_DIGEST=false"
+            )
+        if answered and recorded and remembered and recorded != remembered:
+            raise ModelRefused(
+                f"refusing {what}: its {DIGEST_TAG} tag changed since this pod first loaded it"
+            )
+        expected = recorded if answered else remembered
+        if expected is None:
+            if self.policy.require_digest:
+                raise ModelRefused(
+                    f"refusing the local copy of {what}: MLflow is unreachable and no digest "
+                    "was remembered for it (MEMOSERVE_MODEL_REQUIRE_DIGEST is on)"
+                )
+            return
+        actual = artifact_digest(path)
+        if actual != expected:
+            shutil.rmtree(path, ignore_errors=True)  # the next attempt downloads it afresh
+            raise ModelRefused(
+                f"refusing {what}: its files' sha256 {actual[:16]}... is not the "
+                f"{DIGEST_TAG} {expected[:16]}... recorded at registration (a version's "
+                "files must never change: cached answers are keyed by version)"
+            )
+        if remembered != expected:
+            tmp = sidecar.with_suffix(".tmp")
+            tmp.write_text(expected)
+            tmp.replace(sidecar)
+
     def _marker(self) -> Path:
         return self.cache_dir / f"current-{self.ref.alias or self.ref.version}.json"
 
@@ -189,6 +264,8 @@ class MlflowModelSource(ModelSource):
             if entry.is_dir() and entry.name not in keep:
                 log.info("dropping the local copy of %s", entry.name)
                 shutil.rmtree(entry, ignore_errors=True)
+            elif entry.suffix == ".sha256" and entry.stem not in keep:
+                entry.unlink(missing_ok=True)
 
 
 def _read_marker(marker: Path) -> dict[str, Any]:

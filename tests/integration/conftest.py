@@ -51,10 +51,16 @@ def own_cluster(require_redis: None, tmp_path: Path) -> Iterator[SentinelCluster
 
 
 @pytest.fixture(scope="session")
-def mlflow_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+def mlflow_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's MLflow server keeps its database and (under `artifacts/`) files."""
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(scope="session")
+def mlflow_proc(mlflow_workdir: Path) -> Iterator[Proc]:
     """One real MLflow server (sqlite, one worker) for the session: the integration and chaos
     tests' (a test that stops MLflow starts its own)."""
-    proc = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    proc = start_mlflow(mlflow_workdir)
     yield proc
     proc.stop()
 

@@ -241,7 +241,8 @@ def test_the_simulated_heavy_model_is_served_as_pyfunc_and_cached(
         delay_seconds=0.3,
         n_estimators=10,
     )
-    replica = replicas(**env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache"))
+    env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
+    replica = replicas(**env, MEMOSERVE_MODEL_TRUST="pickle")  # a pyfunc is code
     meta = httpx.get(f"{replica.url}/v1/models/{name}").json()
     assert meta["outputs"] == ["predict"]  # a pyfunc offers predict only
     first, second = ask(replica), ask(replica)

@@ -32,6 +32,7 @@ def counting_model(
     joblib.dump(CountingModel(str(calls_file), delay=delay), tmp_path / "counting.joblib")
     return calls_file, {
         "MEMOSERVE_MODEL_URI": str(tmp_path / "counting.joblib"),
+        "MEMOSERVE_MODEL_TRUST": "pickle",  # a joblib file of a test class: code
         "MEMOSERVE_WORKERS": "1",
         "MEMOSERVE_REDIS_SENTINELS": cluster.sentinel_addresses,
     }

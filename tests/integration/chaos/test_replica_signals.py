@@ -39,7 +39,11 @@ def workers_of(master: int) -> list[int]:
 
 def slow_replica(replicas: ReplicaFactory, tmp_path: Path) -> tuple[str, int]:
     joblib.dump(CountingModel(str(tmp_path / "calls.txt"), delay=0.2), tmp_path / "slow.joblib")
-    replica = replicas(MEMOSERVE_MODEL_URI=str(tmp_path / "slow.joblib"), MEMOSERVE_WORKERS="2")
+    replica = replicas(
+        MEMOSERVE_MODEL_URI=str(tmp_path / "slow.joblib"),
+        MEMOSERVE_MODEL_TRUST="pickle",  # a joblib file of a test class: code
+        MEMOSERVE_WORKERS="2",
+    )
     return replica.url, replica.proc.popen.pid
 
 

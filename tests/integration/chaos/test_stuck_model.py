@@ -28,6 +28,7 @@ def test_a_stuck_call_is_bounded_and_does_not_hold_anyone_else(
     joblib.dump(HangingModel(hang_seconds=6.0), tmp_path / "hanging.joblib")
     replica = replicas(
         MEMOSERVE_MODEL_URI=str(tmp_path / "hanging.joblib"),
+        MEMOSERVE_MODEL_TRUST="pickle",  # a joblib file of a test class: code
         MEMOSERVE_WORKERS="1",
         MEMOSERVE_PREDICT_TIMEOUT_SECONDS="1",
     )
