@@ -15,7 +15,7 @@ import tritonclient.http as triton
 
 from devtools.localstack.processes import Replica, SentinelCluster
 from memoserve_models import demo
-from service.models.artifact import SKOPS_TRUSTED_TYPES
+from service.models.trust import DEFAULT_SKOPS_TRUSTED_TYPES
 from tests.integration.conftest import ReplicaFactory
 from tests.support.metrics import metric
 from tests.support.payloads import IRIS_COLUMNS, IRIS_ROWS
@@ -44,7 +44,7 @@ def iris_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         str(path),
         signature=infer_signature(x, model.predict(x)),
         serialization_format="skops",
-        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        skops_trusted_types=list(DEFAULT_SKOPS_TRUSTED_TYPES),
     )
     return path
 
