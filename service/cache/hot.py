@@ -70,7 +70,7 @@ class HotInputs:
         scores = {orjson.dumps(r): len(rows) - i for i, r in enumerate(rows)}
 
         async def write(r: Redis) -> None:
-            async with r.pipeline(transaction=True) as pipe:
+            async with r.pipeline(transaction=False) as pipe:
                 pipe.zadd(key, scores, nx=True)
                 pipe.expire(key, HOT_TTL_SECONDS)  # copied inputs expire like sampled ones
                 await pipe.execute()

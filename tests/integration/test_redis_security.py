@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import joblib
 import pytest
 import redis
+import skops.io
 
 from devtools.localstack.processes import (
     LOOPBACK,
@@ -35,6 +35,7 @@ from memoserve_models import demo
 from service.cache.keys import KeySpace
 from service.cache.redis import RedisCache, build_redis
 from service.promotion.events import EventBus
+from service.promotion.sealed import events_key
 from service.settings import Settings
 from tests.integration.conftest import ReplicaFactory
 from tests.k8s.k8s_tools import CHART, RELEASE, find, run
@@ -203,7 +204,7 @@ def test_the_chart_rule_is_least_privilege(secure: SecureRedis) -> None:
 def test_a_replica_as_the_acl_user_over_tls_serves_promotes_and_purges(
     secure: SecureRedis, replicas: ReplicaFactory, tmp_path: Path, iris_path: Path
 ) -> None:
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model.skops"  # what the default MEMOSERVE_MODEL_TRUST loads
     shutil.copy(iris_path, model)
     replica = replicas(
         **secure.env(),
@@ -226,8 +227,8 @@ def test_a_replica_as_the_acl_user_over_tls_serves_promotes_and_purges(
         assert ask(c, hot_row).headers["x-cache"] == "HIT"
 
         # Promotion: a new file, seen by the poll; warm-up, active version, purge.
-        joblib.dump(demo.train_iris(n_estimators=5, label_shift=1), tmp_path / "next.joblib")
-        os.replace(tmp_path / "next.joblib", model)
+        skops.io.dump(demo.train_iris(n_estimators=5, label_shift=1), tmp_path / "next.skops")
+        os.replace(tmp_path / "next.skops", model)
         wait_until(lambda: ask(c, IRIS_ROWS[1:2]).headers["x-model-version"] != old, 20, "v2")
         new = ask(c, IRIS_ROWS[1:2]).headers["x-model-version"]
         # the hot row was warmed onto the new version before it served
@@ -257,7 +258,8 @@ async def publish_and_listen(secure: SecureRedis) -> list[dict[str, Any]]:
     client = build_redis(settings)
     assert client is not None
     cache = RedisCache.from_settings(client, settings)
-    listener, heard = EventBus(cache.sibling(), secure.keys.events), []
+    key = events_key(settings.webhook_secret.get_secret_value())
+    listener, heard = EventBus(cache.sibling(), secure.keys.events, key=key), []
 
     async def handler(event: dict[str, Any]) -> None:
         heard.append(event)
@@ -265,7 +267,7 @@ async def publish_and_listen(secure: SecureRedis) -> list[dict[str, Any]]:
     listener.start(handler)
     try:
         await asyncio.wait_for(listener.subscribed.wait(), 10)
-        bus = EventBus(cache, secure.keys.events)
+        bus = EventBus(cache, secure.keys.events, key=key)
         assert await bus.publish({"type": "alias_changed", "model": "acl-probe"})
         for _ in range(100):
             if heard:
