@@ -125,8 +125,10 @@ def test_promotion_under_load_back_and_forth(
         s.__enter__()
     try:
         for version in ("2", "1", "2"):
-            promote(chaos_mlflow, name, version)
+            # The epoch starts before the call: a poll may see the alias move before MLflow's
+            # answer reaches us, and an answer of the new version sent then is not stale.
             epochs.append((time.monotonic(), version))
+            promote(chaos_mlflow, name, version)
             on_version([a.url, b.url], version)
     finally:
         for s in streams:
