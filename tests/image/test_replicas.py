@@ -1,7 +1,8 @@
 """The image as the chart runs it: its registry-setup Job, two replicas and its `helm test` pod,
 each a container of the built image with the rendered pod's security context, emptyDirs as
 tmpfs, limits and environment (tests/image/pods.py), on loopback. Redis (master, replica, three
-Sentinels) and an MLflow server run as host processes, as in the integration suite.
+Sentinels, with the chart's admin passwords and memoserve's ACL users) and an MLflow server run
+as host processes, as in the integration suite.
 
 The tests run in file order on one set of containers: the Job registers `iris@champion` and
 points MLflow's webhook at replica A; then the chart's test pod passes, a MISS on A is a HIT on
@@ -15,6 +16,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ import httpx
 import pytest
 
 from devtools.localstack.processes import (
+    RedisSecurity,
     SentinelCluster,
     free_port,
     redis_available,
@@ -39,17 +42,21 @@ from tests.support import traffic
 from tests.support.keys import row_entries
 from tests.support.metrics import metric
 from tests.support.payloads import IRIS_ROWS, dataframe_split
+from tests.support.redis_acl import chart_acl_rules
 from tests.support.registry import mlflow_call, wait_for_version
 from tests.support.traffic import Stream, Tally
 
 pytestmark = pytest.mark.image
 
 # `username`/`password`: the chart's MLflow login (mlflow.auth); this MLflow runs without auth
-# and ignores it.
+# and ignores it. `redis-password`/`redis-sentinel-password`: memoserve's ACL users, which the
+# host Redis and Sentinels below have exactly as the chart's init.sh writes them.
 SECRETS = {
     "webhook-secret": "image-test-webhook-secret",
     "username": "admin",
     "password": "image-test-mlflow-password",
+    "redis-password": "image-test-" + uuid.uuid4().hex,
+    "redis-sentinel-password": "image-test-sentinel-" + uuid.uuid4().hex,
 }
 DEPLOYMENT = ("Deployment", "memoserve")
 JOB = ("Job", "memoserve-registry-setup")
@@ -115,7 +122,15 @@ def stack(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFactory) 
     if not redis_available():
         pytest.fail("redis-server is not installed: run `make image-test` (it installs it)")
     chart = Chart.render()
-    cluster = SentinelCluster(tmp_path_factory.mktemp("image-redis")).start()
+    namespace = chart.pod(*DEPLOYMENT).env(SECRETS, {})["MEMOSERVE_NAMESPACE"]
+    rule, sentinel_rule = chart_acl_rules(namespace)
+    security = RedisSecurity(  # the chart's: an admin `default` user, memoserve's ACL users
+        password="image-test-admin-" + uuid.uuid4().hex,
+        users=(f"{rule} >{SECRETS['redis-password']}",),
+        sentinel_password="image-test-sentinel-admin-" + uuid.uuid4().hex,
+        sentinel_users=(f"{sentinel_rule} >{SECRETS['redis-sentinel-password']}",),
+    )
+    cluster = SentinelCluster(tmp_path_factory.mktemp("image-redis"), security=security).start()
     try:
         mlflow = start_mlflow(tmp_path_factory.mktemp("image-mlflow"))
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -38,10 +37,10 @@ from service.promotion.events import EventBus
 from service.promotion.sealed import events_key
 from service.settings import Settings
 from tests.integration.conftest import ReplicaFactory
-from tests.k8s.k8s_tools import CHART, RELEASE, find, run
 from tests.support.failover import through_failover
 from tests.support.metrics import metric
 from tests.support.payloads import IRIS_ROWS, dataframe_split
+from tests.support.redis_acl import chart_acl_rules
 from tests.support.tls import make_tls
 
 pytestmark = pytest.mark.integration
@@ -51,24 +50,6 @@ MEMOSERVE_PASSWORD = "memoserve-" + uuid.uuid4().hex
 SENTINEL_PASSWORD = "sentinel-" + uuid.uuid4().hex
 SENTINEL_ADMIN_PASSWORD = "sentinel-admin-" + uuid.uuid4().hex
 USERNAME = "memoserve"
-
-
-def chart_acl_rules(namespace: str, *sets: str) -> tuple[str, str]:
-    """memoserve's ACL users (Redis, Sentinels) as the chart renders them for
-    ``config.namespace=namespace``."""
-    helm, problem = find("helm", quiet=True)
-    if helm is None:
-        pytest.fail(f"`make tools` provides helm; here it could not: {problem}", pytrace=False)
-    command = [helm, "template", RELEASE, str(CHART), "--set", f"config.namespace={namespace}"]
-    for pair in sets:
-        command += ["--set", pair]
-    rendered = run(*command, "--show-only", "templates/redis/configmap.yaml")
-    rules = []
-    for key in ("memoserve", "memoserve-sentinel"):
-        match = re.search(rf'^  {key}\.acl: "(.*)"$', rendered, re.MULTILINE)
-        assert match, f"the chart renders no {key}.acl"
-        rules.append(match.group(1))
-    return rules[0], rules[1]
 
 
 @dataclass

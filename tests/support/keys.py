@@ -15,13 +15,17 @@ from service.cache.keys import KeySpace
 
 def master_keys(cluster: SentinelCluster, pattern: str) -> list[bytes]:
     """Keys matching ``pattern`` on the current master."""
-    with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as r:
+    with redis.Redis(
+        LOOPBACK, cluster.current_master_port(), socket_timeout=2, **cluster.security.client()
+    ) as r:
         return list(r.scan_iter(match=pattern))
 
 
 def master_ttl(cluster: SentinelCluster, key: bytes) -> int:
     """Seconds to live of ``key`` on the current master (-1: no expiry, -2: absent)."""
-    with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as r:
+    with redis.Redis(
+        LOOPBACK, cluster.current_master_port(), socket_timeout=2, **cluster.security.client()
+    ) as r:
         return int(r.ttl(key))
 
 
@@ -43,7 +47,9 @@ def published(cluster: SentinelCluster, channel: str) -> Iterator[Callable[[], l
     """Subscribed to ``channel`` on the current master: yields a function that returns every
     message published there since, decoded (the event of a signed one), in the order Redis
     delivered them."""
-    with redis.Redis(LOOPBACK, cluster.current_master_port(), socket_timeout=2) as client:
+    with redis.Redis(
+        LOOPBACK, cluster.current_master_port(), socket_timeout=2, **cluster.security.client()
+    ) as client:
         pubsub = client.pubsub()
         pubsub.subscribe(channel)
         wait_until(
