@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -42,6 +43,20 @@ def on_starting(server: Any) -> None:
     fence = directory / "replica-fence"
     fence.unlink(missing_ok=True)
     os.environ[REPLICA_FENCE_ENV] = str(fence)
+    if _settings.preload_libraries:
+        preload_libraries()
+
+
+# What loading and serving a model imports; none of it starts a thread (checked in its test),
+# so it is safe to import before the fork. The app itself is not preloaded: each worker builds
+# its own event loop, Redis pools and model.
+PRELOADED = ("numpy", "pandas", "sklearn.ensemble", "skops.io", "mlflow.sklearn", "mlflow.pyfunc")
+
+
+def preload_libraries() -> None:
+    """Import the model libraries in the master, so every worker forks with them loaded."""
+    for name in PRELOADED:
+        importlib.import_module(name)
 
 
 def post_fork(server: Any, worker: Any) -> None:

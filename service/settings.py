@@ -224,6 +224,10 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(default=30, gt=0)
     """Seconds a worker gets to finish in-flight requests on shutdown."""
 
+    preload_libraries: bool = True
+    """The gunicorn master imports numpy, pandas, scikit-learn, skops and MLflow once, before
+    it forks: workers share those pages and a replaced worker starts in under a second."""
+
     # --- observability -----------------------------------------------------------------------
     log_level: str = "INFO"
     """Root log level."""
