@@ -87,6 +87,10 @@ def run_stack(replicas: int, workers: int, first_port: int, workdir: str) -> int
         log.info("stopping")
         return 0
     finally:
+        # A second Ctrl-C (or make's SIGTERM after the terminal's SIGINT) must not cut the
+        # clean-up short and orphan MLflow and Redis; each stop below is bounded.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for p in reversed(stopping):
             p.stop()
 
