@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from service.api import health, inference, oip, webhooks
 from service.api.errors import HANDLERS
+from service.api.fast_path import PredictionFastPath
 from service.background import BackgroundTasks
 from service.batching import MicroBatcher
 from service.cache.base import PredictionCache
@@ -179,6 +180,7 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
     app.include_router(oip.router)
     app.include_router(health.router)
     app.include_router(webhooks.router)
+    app.add_middleware(PredictionFastPath, routes=inference.router.routes)  # innermost of ours
     if settings.metrics_bind:  # inside the access log, which then records its 404s
         app.add_middleware(MetricsPortOnly, port=bind_port(settings.metrics_bind))
     app.add_middleware(RequestObservability, access_log=settings.access_log)
