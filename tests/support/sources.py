@@ -43,6 +43,8 @@ class MovableAlias(ModelSource):
         self.reads = 0
         """Times the alias was read."""
         self._counting = threading.Lock()
+        self.siblings: dict[str, MovableAlias] = {}
+        """The same model under other aliases (canary, shadow arms), by alias."""
 
     def resolve(self) -> str:
         with self._counting:  # reads come from threads
@@ -55,6 +57,12 @@ class MovableAlias(ModelSource):
             self.reading.set()
             gate.wait(5)  # ...arrives late
         return version
+
+    def for_alias(self, alias: str) -> MovableAlias:
+        """``m@alias``: a test sets ``siblings[alias]`` first, or gets one on this version."""
+        sibling = self.siblings.setdefault(alias, MovableAlias(self.version, width=self.width))
+        sibling.alias = alias
+        return sibling
 
     def load(self, version: str) -> LoadedModel:
         gate = self.gates.get(version)
