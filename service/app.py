@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -26,6 +26,7 @@ from service.models.arms import Arm, ServedVersions, ServingArms
 from service.models.factory import build_source
 from service.models.heap import HeapFreezer
 from service.models.manager import ModelManager
+from service.models.replica_fence import ReplicaFence
 from service.models.replica_fence import from_environment as replica_fence_from_environment
 from service.models.source import ModelSource
 from service.observability.metrics_port import MetricsPortOnly, bind_port
@@ -87,6 +88,40 @@ def arm_sources(settings: Settings, champion: ModelSource) -> dict[Arm, ModelSou
     return sources
 
 
+def build_arms(
+    settings: Settings,
+    sources: dict[Arm, ModelSource],
+    hooks_for: Callable[[Arm, ModelSource], SwapHooks],
+    freezer: HeapFreezer,
+) -> tuple[ServingArms, list[SwapHooks], list[ReplicaFence]]:
+    """One ModelManager per arm, each with its own hooks and replica fence."""
+    managers: dict[Arm, ModelManager] = {}
+    all_hooks, fences = [], []
+    for arm, arm_source in sources.items():
+        hooks = hooks_for(arm, arm_source)
+        fence = replica_fence_from_environment(arm.value)
+        managers[arm] = ModelManager(
+            arm_source,
+            replica_fence=fence,
+            poll_seconds=settings.model_poll_seconds,
+            retry_max_seconds=settings.model_load_retry_max_seconds,
+            catch_up_seconds=settings.model_load_wait_seconds,
+            before_load=hooks.before_load,
+            before_swap=hooks.before_swap,
+            after_swap=(*hooks.after_swap, freezer.after_swap),
+            arm=arm.value,
+        )
+        all_hooks.append(hooks)
+        fences += [fence] if fence is not None else []
+    arms = ServingArms(
+        managers[Arm.CHAMPION],
+        canary=managers.get(Arm.CANARY),
+        shadow=managers.get(Arm.SHADOW),
+        canary_percent=settings.model_canary_percent,
+    )
+    return arms, all_hooks, fences
+
+
 def build_batcher(settings: Settings, *, threads: int, max_queued_rows: int) -> MicroBatcher:
     """A micro-batcher with the settings' batch size and deadline."""
     return MicroBatcher(
@@ -123,13 +158,11 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
                 tolerance_seconds=settings.webhook_tolerance_seconds,
             )
         model_source = source or build_source(settings)
-        served = ServedVersions()
         freezer = HeapFreezer()
-        fences = []
-        all_hooks = []
-        managers: dict[Arm, ModelManager] = {}
-        for arm, arm_source in arm_sources(settings, model_source).items():
-            hooks = SwapHooks(
+        served = ServedVersions()
+
+        def hooks_for(arm: Arm, arm_source: ModelSource) -> SwapHooks:
+            return SwapHooks(
                 settings,
                 keys,
                 cache,
@@ -141,34 +174,17 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
                 arm=arm,
                 served=served,
             )
-            fence = replica_fence_from_environment(arm.value)
-            managers[arm] = ModelManager(
-                arm_source,
-                replica_fence=fence,
-                poll_seconds=settings.model_poll_seconds,
-                retry_max_seconds=settings.model_load_retry_max_seconds,
-                catch_up_seconds=settings.model_load_wait_seconds,
-                before_load=hooks.before_load,
-                before_swap=hooks.before_swap,
-                after_swap=(*hooks.after_swap, freezer.after_swap),
-                arm=arm.value,
-            )
-            all_hooks.append(hooks)
-            fences += [fence] if fence is not None else []
-        arms = ServingArms(
-            managers[Arm.CHAMPION],
-            canary=managers.get(Arm.CANARY),
-            shadow=managers.get(Arm.SHADOW),
-            canary_percent=settings.model_canary_percent,
+
+        arms, all_hooks, fences = build_arms(
+            settings, arm_sources(settings, model_source), hooks_for, freezer
         )
-        manager = arms.champion
         batcher = build_batcher(
             settings, threads=settings.predict_threads, max_queued_rows=settings.max_queued_rows
         )
         # The shadow has a batcher and thread of its own: its copies never queue ahead of a
         # request's misses, and its bound drops them before they grow.
         shadow_batcher, shadow = None, None
-        if Arm.SHADOW in managers:
+        if Arm.SHADOW in arms.managers:
             pending = settings.shadow_max_pending
             shadow_batcher = build_batcher(settings, threads=1, max_queued_rows=pending)
             shadow = ShadowCopies(shadow_batcher.submit, max_pending=pending)
@@ -197,7 +213,7 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
         # load here keeps a worker of an already-ready pod from answering 503; if the registry
         # is down past the wait, the worker serves anyway and stays unready (/readyz) until loaded.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(manager.loaded.wait(), settings.model_load_wait_seconds)
+            await asyncio.wait_for(arms.champion.loaded.wait(), settings.model_load_wait_seconds)
         try:
             yield
         finally:
