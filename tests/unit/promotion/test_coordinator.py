@@ -173,3 +173,28 @@ async def test_events_that_make_this_worker_look_for_itself(
     await coordinator.on_event(event)
     await eventually(lambda: serves(manager, "2"), 5, "version 2 served")
     await coordinator.stop()
+
+
+async def test_each_arm_follows_its_own_alias(manager: ModelManager) -> None:
+    """A delivery or event about @challenger refreshes the canary arm only; an event without
+    an alias (a pod from before arms) concerns the champion."""
+    champion_source = manager.source
+    assert isinstance(champion_source, MovableAlias)
+    canary_source = champion_source.for_alias("challenger")
+    canary = ModelManager(canary_source, arm="canary")
+    await canary.refresh("start-up")
+    coordinator = PromotionCoordinator(ServingArms(manager, canary=canary), None)
+    champion_source.version = canary_source.version = "2"  # both aliases moved in the registry
+
+    moved = {**ALIAS_MOVED, "data": {"name": "m", "alias": "challenger", "version": "2"}}
+    assert await coordinator.on_webhook(moved) is WebhookOutcome.ACCEPTED
+    await eventually(lambda: serves(canary, "2"), 5, "the canary on 2")
+    assert serves(manager, "1")  # the champion was not asked to look
+
+    canary_source.version = "3"
+    await coordinator.on_event({"type": "serving", "model": "m", "version": "2"})
+    assert (manager.fence, canary.fence) == ("2", None)
+    await coordinator.on_event({"type": "alias_changed", "model": "m", "alias": "challenger"})
+    await eventually(lambda: serves(canary, "3"), 5, "the canary on 3")
+    await coordinator.stop()
+    await canary.stop()
