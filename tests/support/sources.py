@@ -19,10 +19,16 @@ class VersionTimesSum:
 
     outputs = ("predict",)
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, go: threading.Event | None = None) -> None:
         self.factor = float(version)
+        self.go = go
+        self.entered = threading.Event()
+        """Set once a call has begun (it then waits for ``go``)."""
 
     def __call__(self, rows: CanonicalRows, output: str) -> Sequence[Any]:
+        self.entered.set()
+        if self.go is not None:
+            self.go.wait(5)
         return np.asarray(rows.values).sum(axis=1) * self.factor
 
 
@@ -43,6 +49,9 @@ class MovableAlias(ModelSource):
         self.reads = 0
         """Times the alias was read."""
         self._counting = threading.Lock()
+        self.go = threading.Event()
+        """Cleared, model calls of the versions this source loads wait until it is set."""
+        self.go.set()
         self.siblings: dict[str, MovableAlias] = {}
         """The same model under other aliases (canary, shadow arms), by alias."""
 
@@ -69,4 +78,4 @@ class MovableAlias(ModelSource):
         if gate is not None:
             gate.wait(5)
         schema = InputSchema.positional(self.width)
-        return LoadedModel("m", version, schema, VersionTimesSum(version))
+        return LoadedModel("m", version, schema, VersionTimesSum(version, self.go))

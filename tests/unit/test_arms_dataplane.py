@@ -4,12 +4,16 @@ the shadow's agreement is counted without delaying the answer."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
+from service.models.arms import Arm
+from service.rows.canonical import RawRows, canonicalize
 from service.settings import Settings
 from tests.support.app import app_under_test
 from tests.support.metrics import sample
-from tests.support.sources import MovableAlias
+from tests.support.sources import MovableAlias, VersionTimesSum
 
 SETTINGS = Settings(
     model_uri="models:/m@champion",
@@ -100,3 +104,38 @@ async def test_the_shadow_copies_misses_and_counts_agreement() -> None:
         assert {r.headers["x-cache"] for r in hits} == {"HIT"}  # hits are not copied
         total = rows("1", "agree") + rows("2", "disagree")
         assert total == before["1"][0] + before["2"][1] + len(answered)
+
+
+async def test_a_swap_during_the_model_call_stores_the_answer_under_its_own_version() -> None:
+    """The canary moves from 2 to 3 while a request's miss is being computed on 2: the answer
+    says 2, and it is filed under 2's key, never 3's."""
+    champion = source()
+    challenger = champion.siblings["challenger"]
+    every_key_canary = SETTINGS.model_copy(update={"model_canary_percent": 100})
+    async with app_under_test(every_key_canary, source=champion) as served:
+        dataplane = served.dataplane
+        canary = dataplane.arms.managers[Arm.CANARY]
+        model_2 = canary.current
+        assert model_2 is not None and model_2.version == "2"
+        challenger.go.clear()
+        request = asyncio.create_task(post(served.client, 4.0))
+        predictor = model_2.predictor
+        assert isinstance(predictor, VersionTimesSum)
+        await asyncio.to_thread(predictor.entered.wait, 5)  # the call on 2 has begun
+        challenger.version = "3"
+        assert await canary.refresh("test")  # swapped while the call waits
+        challenger.go.set()
+        r = await request
+        assert (r.headers["x-model-version"], r.json()["predictions"]) == ("2", [8.0])
+        await dataplane.cache.drain()
+        row = canonicalize(RawRows([[4.0]]), model_2.schema).row_bytes
+        stored = [
+            await dataplane.cache.shared.get_many(
+                dataplane.keys.rows(dataplane.keys.row_prefix("m", v, "predict"), row)
+            )
+            for v in ("2", "3")
+        ]
+        assert stored == [[b"8.0"], [None]]
+        again = await post(served.client, 4.0)
+        assert (again.headers["x-model-version"], again.headers["x-cache"]) == ("3", "MISS")
+        assert again.json()["predictions"] == [12.0]
