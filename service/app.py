@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -23,9 +23,11 @@ from service.cache.redis import RedisCache, build_redis
 from service.cache.tiered import TieredCache
 from service.coalesce import Coalescer, Direct, RedisLockCoalescer, SingleFlight
 from service.dataplane import DataPlane
+from service.models.arms import Arm, ServedVersions, ServingArms
 from service.models.factory import build_source
 from service.models.heap import HeapFreezer
 from service.models.manager import ModelManager
+from service.models.replica_fence import ReplicaFence
 from service.models.replica_fence import from_environment as replica_fence_from_environment
 from service.models.source import ModelSource
 from service.observability.metrics_port import MetricsPortOnly, bind_port
@@ -37,6 +39,7 @@ from service.promotion.events import EventBus
 from service.promotion.hooks import SwapHooks
 from service.promotion.sealed import events_key
 from service.settings import CoalesceMode, Settings
+from service.shadow import ShadowCopies
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,61 @@ def build_coalescer(
     return SingleFlight(Direct())
 
 
+def arm_sources(settings: Settings, champion: ModelSource) -> dict[Arm, ModelSource]:
+    """The champion's source and, for each alias the settings name, the same model under it."""
+    sources = {Arm.CHAMPION: champion}
+    if settings.model_canary_alias:
+        sources[Arm.CANARY] = champion.for_alias(settings.model_canary_alias)
+    if settings.model_shadow_alias:
+        sources[Arm.SHADOW] = champion.for_alias(settings.model_shadow_alias)
+    return sources
+
+
+def build_arms(
+    settings: Settings,
+    sources: dict[Arm, ModelSource],
+    hooks_for: Callable[[Arm, ModelSource], SwapHooks],
+    freezer: HeapFreezer,
+) -> tuple[ServingArms, list[SwapHooks], list[ReplicaFence]]:
+    """One ModelManager per arm, each with its own hooks and replica fence."""
+    managers: dict[Arm, ModelManager] = {}
+    all_hooks, fences = [], []
+    for arm, arm_source in sources.items():
+        hooks = hooks_for(arm, arm_source)
+        fence = replica_fence_from_environment(arm.value)
+        managers[arm] = ModelManager(
+            arm_source,
+            replica_fence=fence,
+            poll_seconds=settings.model_poll_seconds,
+            retry_max_seconds=settings.model_load_retry_max_seconds,
+            catch_up_seconds=settings.model_load_wait_seconds,
+            before_load=hooks.before_load,
+            before_swap=hooks.before_swap,
+            after_swap=(*hooks.after_swap, freezer.after_swap),
+            arm=arm.value,
+        )
+        all_hooks.append(hooks)
+        fences += [fence] if fence is not None else []
+    arms = ServingArms(
+        managers[Arm.CHAMPION],
+        canary=managers.get(Arm.CANARY),
+        shadow=managers.get(Arm.SHADOW),
+        canary_percent=settings.model_canary_percent,
+    )
+    return arms, all_hooks, fences
+
+
+def build_batcher(settings: Settings, *, threads: int, max_queued_rows: int) -> MicroBatcher:
+    """A micro-batcher with the settings' batch size and deadline."""
+    return MicroBatcher(
+        max_rows=settings.batch_max_rows,
+        max_wait_seconds=settings.batch_max_wait_ms / 1000,
+        threads=threads,
+        timeout_seconds=settings.predict_timeout_seconds,
+        max_queued_rows=max_queued_rows,
+    )
+
+
 def create_app(settings: Settings | None = None, *, source: ModelSource | None = None) -> FastAPI:
     """A memoserve ASGI app; nothing is connected until its lifespan starts. ``source``
     replaces the model source ``MEMOSERVE_MODEL_URI`` names (tests, embedding)."""
@@ -101,41 +159,44 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
                 tolerance_seconds=settings.webhook_tolerance_seconds,
             )
         model_source = source or build_source(settings)
-        hooks = SwapHooks(
-            settings,
-            keys,
-            cache,
-            redis=background_redis,
-            bus=bus,
-            hot=hot,
-            registry_name=model_source.registry_name,
-        )
         freezer = HeapFreezer()
-        replica_fence = replica_fence_from_environment()
-        manager = ModelManager(
-            model_source,
-            replica_fence=replica_fence,
-            poll_seconds=settings.model_poll_seconds,
-            retry_max_seconds=settings.model_load_retry_max_seconds,
-            catch_up_seconds=settings.model_load_wait_seconds,
-            before_load=hooks.before_load,
-            before_swap=hooks.before_swap,
-            after_swap=(*hooks.after_swap, freezer.after_swap),
+        served = ServedVersions()
+
+        def hooks_for(arm: Arm, arm_source: ModelSource) -> SwapHooks:
+            return SwapHooks(
+                settings,
+                keys,
+                cache,
+                redis=background_redis,
+                bus=bus,
+                hot=hot,
+                registry_name=arm_source.registry_name,
+                alias=arm_source.alias,
+                arm=arm,
+                served=served,
+            )
+
+        arms, all_hooks, fences = build_arms(
+            settings, arm_sources(settings, model_source), hooks_for, freezer
         )
-        batcher = MicroBatcher(
-            max_rows=settings.batch_max_rows,
-            max_wait_seconds=settings.batch_max_wait_ms / 1000,
-            threads=settings.predict_threads,
-            timeout_seconds=settings.predict_timeout_seconds,
-            max_queued_rows=settings.max_queued_rows,
+        batcher = build_batcher(
+            settings, threads=settings.predict_threads, max_queued_rows=settings.max_queued_rows
         )
+        # The shadow has a batcher and thread of its own: its copies never queue ahead of a
+        # request's misses, and its bound drops them before they grow.
+        shadow_batcher, shadow = None, None
+        if Arm.SHADOW in arms.managers:
+            pending = settings.shadow_max_pending
+            shadow_batcher = build_batcher(settings, threads=1, max_queued_rows=pending)
+            shadow = ShadowCopies(shadow_batcher.submit, max_pending=pending)
         app.state.dataplane = DataPlane(
-            manager,
+            arms,
             cache,
             build_coalescer(settings, redis, keys, background),
             batcher,
             keys,
             hot=hot,
+            shadow=shadow,
             default_output=settings.model_output,
             max_rows=settings.max_rows,
             max_body_bytes=settings.max_body_bytes,
@@ -143,27 +204,34 @@ def create_app(settings: Settings | None = None, *, source: ModelSource | None =
         deliveries = DeliveryLog(
             background_redis, keys, tolerance_seconds=settings.webhook_tolerance_seconds
         )
-        app.state.promotion = promotion = PromotionCoordinator(manager, bus, deliveries)
+        app.state.promotion = promotion = PromotionCoordinator(arms, bus, deliveries)
         batcher.start()
+        if shadow_batcher is not None:
+            shadow_batcher.start()
         promotion.start()
-        manager.start()
+        arms.start()
         # A worker accepts connections once its lifespan has started. Waiting for the first
         # load here keeps a worker of an already-ready pod from answering 503; if the registry
         # is down past the wait, the worker serves anyway and stays unready (/readyz) until loaded.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(manager.loaded.wait(), settings.model_load_wait_seconds)
+            await asyncio.wait_for(arms.champion.loaded.wait(), settings.model_load_wait_seconds)
         try:
             yield
         finally:
-            await manager.stop()
+            await arms.stop()
             await promotion.stop()
-            await hooks.stop()
+            for hooks in all_hooks:
+                await hooks.stop()
             await freezer.stop()
+            if shadow is not None:
+                await shadow.stop()
             await batcher.stop()
+            if shadow_batcher is not None:
+                await shadow_batcher.stop()
             await background.drain()
             await shared.close()
-            if replica_fence is not None:
-                replica_fence.close()
+            for fence in fences:
+                fence.close()
 
     app = FastAPI(
         title="memoserve",

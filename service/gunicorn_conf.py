@@ -39,9 +39,10 @@ def on_starting(server: Any) -> None:
     for stale in directory.glob("*.db"):
         stale.unlink()
     # The workers of this replica share the version the newest of them serves (see
-    # service.models.replica_fence); a previous run's is not this one's.
+    # service.models.replica_fence), one file per arm; a previous run's are not this one's.
     fence = directory / "replica-fence"
-    fence.unlink(missing_ok=True)
+    for stale in directory.glob("replica-fence*"):
+        stale.unlink(missing_ok=True)
     os.environ[REPLICA_FENCE_ENV] = str(fence)
     if _settings.preload_libraries:
         preload_libraries()

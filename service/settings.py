@@ -76,6 +76,21 @@ class Settings(BaseSettings):
     model_require_digest: bool = True
     """Refuse a registry version without a `memoserve.artifact_sha256` tag to check it by."""
 
+    model_canary_alias: str = ""
+    """A second alias of the registry model (e.g. `challenger`) each worker loads too, and
+    sends `MODEL_CANARY_PERCENT` of the routing keys to; empty: no canary."""
+
+    model_canary_percent: float = Field(default=0.0, ge=0, le=100)
+    """Share (0–100) of routing keys (`X-Memoserve-Route-Key`, else the first row) answered
+    by the canary; a key always gets the same arm. 0 serves the canary only when pinned."""
+
+    model_shadow_alias: str = ""
+    """An alias whose version computes a copy of every miss off the request path and counts
+    its agreement with the version that answered (`memoserve_shadow_rows_total`); empty: none."""
+
+    shadow_max_pending: int = Field(default=256, gt=0)
+    """Rows waiting for or in a shadow model call; past it copies are dropped and counted."""
+
     mlflow_tracking_uri: str = ""
     """MLflow tracking server; empty falls back to `MLFLOW_TRACKING_URI`."""
 
@@ -257,6 +272,25 @@ class Settings(BaseSettings):
             raise ValueError("set MEMOSERVE_REDIS_TLS_CERT_FILE and _KEY_FILE together")
         if self.redis_tls and self.redis_url.startswith("redis://") and not self.redis_sentinels:
             raise ValueError("MEMOSERVE_REDIS_TLS needs a rediss:// MEMOSERVE_REDIS_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _arms_are_aliases(self) -> Self:
+        extra = {"MEMOSERVE_MODEL_CANARY_ALIAS": self.model_canary_alias}
+        extra["MEMOSERVE_MODEL_SHADOW_ALIAS"] = self.model_shadow_alias
+        named = {k: v for k, v in extra.items() if v}
+        if not named:
+            return self
+        uri = self.model_uri
+        if not uri.startswith("models:/") or "@" not in uri:
+            raise ValueError(
+                f"{' and '.join(named)} need MEMOSERVE_MODEL_URI=models:/name@alias: "
+                "a canary or shadow is another alias of the same registry model"
+            )
+        champion = uri.rsplit("@", 1)[1]
+        aliases = [champion, *named.values()]
+        if len(set(aliases)) != len(aliases):
+            raise ValueError(f"the champion, canary and shadow aliases must differ: {aliases}")
         return self
 
     @model_validator(mode="after")

@@ -8,7 +8,15 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service.api.deps import DataPlaneDep
-from service.api.protocol import decode_json, parse_kserve_v1, parse_mlflow, read_body
+from service.api.protocol import (
+    ROUTE_KEY,
+    decode_json,
+    parse_kserve_v1,
+    parse_mlflow,
+    read_body,
+    route_key,
+)
+from service.api.responses import prediction_headers
 from service.cache.control import CacheControl
 from service.dataplane import DataPlane
 from service.rows.canonical import RawRows
@@ -28,7 +36,21 @@ _BODY_DOC: dict[str, Any] = {
             "required": False,
             "schema": {"type": "string", "example": "predict_proba"},
             "description": "Output kind (default: the server's MEMOSERVE_MODEL_OUTPUT).",
-        }
+        },
+        {
+            "name": "version",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "example": "2"},
+            "description": "Answer with this version (one an arm serves), not the routed arm's.",
+        },
+        {
+            "name": ROUTE_KEY,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Routing key of the canary split (default: the first row).",
+        },
     ],
     "requestBody": {
         "required": True,
@@ -43,26 +65,23 @@ _BODY_DOC: dict[str, Any] = {
 
 
 async def _predict(request: Request, parse: Parser, name: str | None = None) -> Response:
-    """Read and parse the body, predict, answer with the cache outcome and the version."""
+    """Read and parse the body, predict, answer with the cache outcome, version and arm."""
     dataplane: DataPlane = request.app.state.dataplane
-    if name is not None:
-        dataplane.model_for(name)  # 404 before reading the body
+    version = request.query_params.get("version")
+    if name is not None or version is not None:
+        dataplane.model_for(name, version)  # 404 before reading the body
     limit = dataplane.max_body_bytes
     raw = parse(decode_json(await read_body(request, limit), limit))
     prediction = await dataplane.predict(
         raw,
         model_name=name,
+        version=version,
         output=request.query_params.get("output"),
         cache_control=CacheControl.parse(request.headers.get("cache-control")),
+        route_key=route_key(request.headers),
     )
-    return Response(
-        prediction.body,
-        media_type="application/json",
-        headers={
-            "X-Cache": prediction.outcome.header,
-            "X-Model-Version": prediction.model.version,
-        },
-    )
+    headers = prediction_headers(prediction.outcome, prediction.model.version, prediction.arm)
+    return Response(prediction.body, media_type="application/json", headers=headers)
 
 
 @router.post("/invocations", openapi_extra=_BODY_DOC)

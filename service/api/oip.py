@@ -22,8 +22,8 @@ from service.api.oip_codec import (
     parse_infer,
     split_body,
 )
-from service.api.protocol import decode_json, read_body
-from service.api.responses import json_response
+from service.api.protocol import decode_json, read_body, route_key
+from service.api.responses import json_response, prediction_headers
 from service.cache.control import CacheControl
 from service.cache.outcome import CacheOutcome
 from service.dataplane import DataPlane, Prediction
@@ -87,7 +87,7 @@ async def model_metadata(name: str, dataplane: DataPlaneDep) -> Response:
 
 @router.get("/models/{name}/versions/{version}")
 async def model_version_metadata(name: str, version: str, dataplane: DataPlaneDep) -> Response:
-    """Metadata of one version: 404 unless it is the one served."""
+    """Metadata of one version: 404 unless an arm serves it."""
     return json_response(_metadata(dataplane.model_for(name, version)))
 
 
@@ -111,7 +111,8 @@ async def infer(name: str, request: Request) -> Response:
 
 @router.post("/models/{name}/versions/{version}/infer", openapi_extra=_INFER_DOC)
 async def infer_version(name: str, version: str, request: Request) -> Response:
-    """Inference with one version: 404 unless it is the one served."""
+    """Inference with one version (pinned, whatever the canary split): 404 unless an arm
+    serves it."""
     return await _infer(request, name, version)
 
 
@@ -172,14 +173,15 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
                 {"outputs": list(model.outputs)},
             )
     cache_control = CacheControl.parse(request.headers.get("cache-control"))
-    predictions = await _predict_all(dataplane, parsed, name, version, wanted, cache_control)
+    key = route_key(request.headers)
+    predictions = await _predict_all(dataplane, parsed, name, version, wanted, cache_control, key)
     binary_of = {o.name: o.binary for o in outputs} if outputs else {}
     tensors = [
         output_tensor(o, p.values, binary_of.get(o, parsed.binary_default))
         for o, p in zip(wanted, predictions, strict=True)
     ]
-    served = predictions[0].model
-    return _answer(parsed, served, tensors, _outcome(predictions))
+    first = predictions[0]
+    return _answer(parsed, first.model, tensors, _outcome(predictions), first.arm)
 
 
 async def _predict_all(
@@ -189,8 +191,10 @@ async def _predict_all(
     version: str | None,
     outputs: list[str],
     cache_control: CacheControl,
+    key: bytes | None,
 ) -> list[Prediction]:
-    """One prediction per output kind, all by one version (retried if a swap fell between)."""
+    """One prediction per output kind, all by one version (retried if a swap fell between;
+    the routing key gives every output the same arm)."""
     for _ in range(3):
         predictions = [
             await dataplane.predict(
@@ -199,6 +203,7 @@ async def _predict_all(
                 version=version,
                 output=output,
                 cache_control=cache_control,
+                route_key=key,
             )
             for output in outputs
         ]
@@ -215,14 +220,18 @@ def _outcome(predictions: list[Prediction]) -> CacheOutcome:
 
 
 def _answer(
-    parsed: InferRequest, model: LoadedModel, tensors: list[OutputTensor], outcome: CacheOutcome
+    parsed: InferRequest,
+    model: LoadedModel,
+    tensors: list[OutputTensor],
+    outcome: CacheOutcome,
+    arm: str,
 ) -> Response:
     body: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
     if parsed.id is not None:
         body["id"] = parsed.id
     body["outputs"] = [t.meta for t in tensors]
     header = orjson.dumps(body)
-    headers = {"X-Cache": outcome.header, "X-Model-Version": model.version}
+    headers = prediction_headers(outcome, model.version, arm)
     chunks = [t.binary for t in tensors if t.binary is not None]
     if not chunks:
         return Response(header, media_type="application/json", headers=headers)

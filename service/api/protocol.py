@@ -8,12 +8,22 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 
 from service.errors import InvalidInput, PayloadTooLarge, RequestTimeout
 from service.rows.canonical import RawRows
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+ROUTE_KEY = "X-Memoserve-Route-Key"
+"""A caller's routing key of the canary split (a user or session id): one key, one arm."""
+
+
+def route_key(headers: Headers) -> bytes | None:
+    """The request's routing key, None when it sends none (the first row decides then)."""
+    value = headers.get(ROUTE_KEY)
+    return value.encode() if value is not None else None
 
 
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024

@@ -7,7 +7,8 @@ a prefix: a SCAN of one version's rows sees rows only, and a test can count them
 ``{ns}:row:{model}:{version}:{output}:{d}``  one row's cached output (``d`` = BLAKE2b-128)
 ``{ns}:lock:{model}:{version}:{output}:{d}`` distributed single-flight lock of that row
 ``{ns}:hot:{model}:{version}:{output}``      sorted set of the version's hottest rows
-``{ns}:active:{model}``                      the version replicas serve (rollback check)
+``{ns}:active:{model}``                      the version the champion arm serves
+``{ns}:active:{model}:{arm}``                the version another arm (canary, shadow) serves
 ``{ns}:purge:{model}:{version}:{attempt}``   lock of the replica purging a version
 ``{ns}:delivery:{d}``                        a webhook delivery id seen (``d`` = BLAKE2b-128)
 ``{ns}:events``                              the pub/sub channel of promotion events
@@ -22,6 +23,9 @@ from hashlib import blake2b
 
 OUTPUTS = ("predict", "predict_proba")
 """Output kinds a model may offer; each has its own rows and hot set."""
+
+ARMS = ("champion", "canary", "shadow")
+"""Arms a replica may serve (``service.models.arms.Arm``); each publishes its own ``active``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +65,16 @@ class KeySpace:
         """The sorted set of one version's hottest rows."""
         return f"{self.namespace}:hot:{model}:{version}:{output}"
 
-    def active(self, model: str) -> str:
-        """Where the version that replicas serve is published."""
-        return f"{self.namespace}:active:{model}"
+    def active(self, model: str, arm: str = "champion") -> str:
+        """Where the version an arm of the replicas serves is published. The champion's key is
+        the one of the layout before arms, so pods of both layouts see each other's."""
+        if arm == "champion":
+            return f"{self.namespace}:active:{model}"
+        return f"{self.namespace}:active:{model}:{arm}"
+
+    def actives(self, model: str) -> list[str]:
+        """Every arm's ``active`` key of ``model``: a version named by any is not purged."""
+        return [self.active(model, arm) for arm in ARMS]
 
     def purge_lock(self, model: str, version: str, attempt: str) -> str:
         """Held by the one replica purging ``version`` in that ``attempt``."""

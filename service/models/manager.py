@@ -43,8 +43,11 @@ class ModelManager:
         before_load: Sequence[LoadHook] = (),
         before_swap: Sequence[SwapHook] = (),
         after_swap: Sequence[SwapHook] = (),
+        arm: str = "champion",
     ) -> None:
         self.source = source
+        self.arm = arm
+        """Which arm this manager loads for (``service.models.arms.Arm``): a metric label."""
         self.poll_seconds = poll_seconds
         self.retry_max_seconds = retry_max_seconds
         self.catch_up_seconds = catch_up_seconds
@@ -152,20 +155,35 @@ class ModelManager:
         self.fence = None
         self.load_error = None
         metrics.MODEL_RELOADS.labels("ok").inc()
-        if old is not None:
-            metrics.MODEL_INFO.labels(old.name, old.version).set(0)
-        metrics.MODEL_INFO.labels(model.name, model.version).set(1)
+        self._report(old, model)
         self.loaded.set()
         log.info(
-            "serving model %s version %s (was %s; %s)",
+            "serving model %s version %s as %s (was %s; %s)",
             model.name,
             model.version,
+            self.arm,
             old.version if old else "none",
             reason,
         )
         for hook in self.after_swap:
             await _run_hook(hook, old, model, "after-swap")
         return True
+
+    def _report(self, old: LoadedModel | None, model: LoadedModel) -> None:
+        """``memoserve_arm_info`` for every arm; ``memoserve_model_info`` stays the champion's,
+        as it was before arms (a canary on the champion's old version must not zero it)."""
+        gauges = [metrics.ARM_INFO.labels(self.arm, model.name, model.version)]
+        old_gauges = (
+            [] if old is None else [metrics.ARM_INFO.labels(self.arm, old.name, old.version)]
+        )
+        if self.arm == "champion":
+            gauges.append(metrics.MODEL_INFO.labels(model.name, model.version))
+            if old is not None:
+                old_gauges.append(metrics.MODEL_INFO.labels(old.name, old.version))
+        for gauge in old_gauges:
+            gauge.set(0)
+        for gauge in gauges:
+            gauge.set(1)
 
     async def _run(self) -> None:
         delay = 0.5

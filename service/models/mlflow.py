@@ -106,6 +106,17 @@ class MlflowModelSource(ModelSource):
             policy=policy or TrustPolicy.from_settings(settings),
         )
 
+    def for_alias(self, alias: str) -> MlflowModelSource:
+        """The same registered model under ``alias``: its own resolve, marker and poll, the
+        same local copies (one download of a version the arms share)."""
+        return MlflowModelSource(
+            RegistryRef(self.ref.name, alias=alias),
+            tracking_uri=self.tracking_uri,
+            cache_dir=self.cache_dir.parent,
+            name=self.name,
+            policy=self.policy,
+        )
+
     @property
     def client(self) -> Any:
         """An MlflowClient, created on first use (importing mlflow is slow)."""

@@ -23,10 +23,13 @@ _SIZE = 64
 _MAX_VERSION = _SIZE - 9
 
 
-def from_environment() -> ReplicaFence | None:
-    """The fence the gunicorn master set up for its workers, if any."""
+def from_environment(arm: str = "champion") -> ReplicaFence | None:
+    """The fence of an arm that the gunicorn master set up for its workers, if any (each arm
+    swaps on its own, so each has its own file beside the champion's)."""
     path = os.environ.get(REPLICA_FENCE_ENV)
-    return ReplicaFence(Path(path)) if path else None
+    if not path:
+        return None
+    return ReplicaFence(Path(path if arm == "champion" else f"{path}.{arm}"))
 
 
 class ReplicaFence:

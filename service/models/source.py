@@ -23,3 +23,8 @@ class ModelSource(ABC):
     @abstractmethod
     def load(self, version: str) -> LoadedModel:
         """Load ``version`` fully, ready to predict."""
+
+    def for_alias(self, alias: str) -> ModelSource:
+        """The same model under another alias (a canary or shadow arm); only a registry has
+        aliases."""
+        raise ValueError(f"{self.name!r} is not a registry model: it has no alias {alias!r}")

@@ -61,6 +61,38 @@ MODEL_INFO = Gauge(
     ["name", "version"],
     multiprocess_mode="livemax",
 )
+ARM_INFO = Gauge(
+    "memoserve_arm_info",
+    "1 for the model version an arm (champion, canary, shadow) of a worker serves.",
+    ["arm", "name", "version"],
+    multiprocess_mode="livemax",
+)
+ARM_REQUESTS = Counter(
+    "memoserve_arm_requests",
+    "Predictions answered, by the arm and version that answered and the X-Cache outcome.",
+    ["arm", "version", "cache"],
+)
+ARM_ROWS = Counter(
+    "memoserve_arm_rows",
+    "Rows of predictions by arm, version and whether the cache had them (hit, miss, bypass).",
+    ["arm", "version", "result"],
+)
+ARM_DURATION = Histogram(
+    "memoserve_arm_predict_duration_seconds",
+    "Time from the parsed request to its answer's body, by the arm and version that answered.",
+    ["arm", "version"],
+    buckets=_LATENCY_BUCKETS,
+)
+SHADOW_ROWS = Counter(
+    "memoserve_shadow_rows",
+    "Missed rows the shadow version computed too, by whether its output equals the serving "
+    "version's (agree, disagree) or could not be compared (error, incompatible).",
+    ["serving_version", "shadow_version", "result"],
+)
+SHADOW_DROPPED = Counter(
+    "memoserve_shadow_dropped_rows",
+    "Missed rows not copied to the shadow: MEMOSERVE_SHADOW_MAX_PENDING rows already waited.",
+)
 MODEL_RELOADS = Counter(
     "memoserve_model_reloads", "Model versions loaded, by outcome.", ["outcome"]
 )

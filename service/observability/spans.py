@@ -59,10 +59,18 @@ def model_attributes(span: Span, model: LoadedModel) -> None:
     span.set_attribute("model.version", model.version)
 
 
-def annotate_lookup(span: Span, model: LoadedModel, lookup: Lookup) -> None:
+def annotate_arm(arm: str, model: LoadedModel) -> None:
+    """``model.arm`` and ``model.version`` on the request's span, when it records."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("model.arm", arm)
+        model_attributes(span, model)
+
+
+def annotate_lookup(span: Span, model: LoadedModel, lookup: Lookup, arm: str = "champion") -> None:
     """The ``cache.lookup`` attributes: ``cache.outcome`` as ``X-Cache`` says it, ``cache.hit``
     for one row, ``cache.hits`` and ``cache.misses`` for several; ``cache.layer`` is the
-    deepest layer asked."""
+    deepest layer asked; ``model.arm`` the arm that answered."""
     n = len(lookup.values)
     if n == 1:
         span.set_attribute("cache.hit", lookup.hits == 1)
@@ -71,6 +79,7 @@ def annotate_lookup(span: Span, model: LoadedModel, lookup: Lookup) -> None:
         span.set_attribute("cache.misses", n - lookup.hits)
     span.set_attribute("cache.outcome", lookup.outcome.value)
     span.set_attribute("cache.layer", lookup.layer)
+    span.set_attribute("model.arm", arm)
     model_attributes(span, model)
     if lookup.bypass:
         span.set_attribute("cache.error", True)

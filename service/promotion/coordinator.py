@@ -9,6 +9,7 @@ import logging
 from enum import StrEnum
 from typing import Any
 
+from service.models.arms import ServingArms
 from service.models.manager import ModelManager
 from service.observability import metrics
 from service.promotion.deliveries import DeliveryLog
@@ -35,15 +36,23 @@ class WebhookOutcome(StrEnum):
 
 
 class PromotionCoordinator:
-    """Webhook → pub/sub → every worker refreshes; announcements fence lagging workers."""
+    """Webhook → pub/sub → every worker refreshes; announcements fence lagging workers. Each
+    arm follows its own alias: an event or delivery about an alias refreshes that arm only."""
 
     def __init__(
-        self, manager: ModelManager, bus: EventBus | None, deliveries: DeliveryLog | None = None
+        self, arms: ServingArms, bus: EventBus | None, deliveries: DeliveryLog | None = None
     ) -> None:
-        self.manager = manager
+        self.arms = arms
+        self.manager = arms.champion
         self.bus = bus
         self.deliveries = deliveries
-        self.refreshes = CoalescedRefresh(manager)
+        self._refreshes = {m: CoalescedRefresh(m) for _, m in arms}
+        self.refreshes = self._refreshes[self.manager]
+        """The champion's refreshes."""
+
+    def _refresh(self, managers: list[ModelManager], reason: str) -> None:
+        for manager in managers:
+            self._refreshes[manager].request(reason)
 
     def start(self) -> None:
         """Subscribe to the event channel."""
@@ -54,7 +63,8 @@ class PromotionCoordinator:
         """Unsubscribe and cancel pending refreshes."""
         if self.bus is not None:
             await self.bus.stop()
-        await self.refreshes.cancel()
+        for refreshes in self._refreshes.values():
+            await refreshes.cancel()
 
     async def on_delivery(
         self, delivery_id: str, timestamp: int, now: float, payload: dict[str, Any]
@@ -75,13 +85,13 @@ class PromotionCoordinator:
         if (payload.get("entity"), payload.get("action")) != ALIAS_EVENT:
             return WebhookOutcome.NOT_AN_ALIAS_EVENT
         data = payload.get("data") or {}
-        source = self.manager.source
-        if data.get("name") != source.registry_name or data.get("alias") != source.alias:
+        managers = self.arms.for_alias(data.get("alias"))
+        if data.get("name") != self.manager.source.registry_name or not managers:
             return WebhookOutcome.OTHER_MODEL
         if self.bus is not None:
             event = {"type": "alias_changed", "model": data["name"], "alias": data["alias"]}
             await self.bus.publish(event)
-        self.refreshes.request("webhook")
+        self._refresh(managers, "webhook")
         return WebhookOutcome.ACCEPTED
 
     async def on_event(self, event: dict[str, Any]) -> None:
@@ -90,12 +100,15 @@ class PromotionCoordinator:
         ``serving``. A version in an event is a hint only: the fence makes this worker re-read
         the alias, and it serves what the registry names (the fence lifts if that is its own)."""
         if event.get("type") == "resubscribed":
-            self.refreshes.request("resubscribed")
+            self._refresh([m for _, m in self.arms], "resubscribed")
             return
         name = self.manager.source.registry_name
         if name is None or event.get("model") != name:
             return
+        # Without an alias (a pod from before arms) an event is about the champion.
+        managers = self.arms.for_alias(event.get("alias", self.manager.source.alias))
         if event.get("type") in ("alias_changed", "loading"):
-            self.refreshes.request(f"pubsub {event['type']}")
+            self._refresh(managers, f"pubsub {event['type']}")
         elif event.get("type") == "serving" and isinstance(event.get("version"), str):
-            self.manager.served_elsewhere(event["version"])
+            for manager in managers:
+                manager.served_elsewhere(event["version"])

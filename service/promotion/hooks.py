@@ -13,10 +13,11 @@ from service.cache.keys import KeySpace
 from service.cache.redis import RedisCache
 from service.cache.tiered import TieredCache
 from service.errors import CacheUnavailable
+from service.models.arms import Arm, ServedVersions
 from service.models.loaded import LoadedModel
 from service.models.manager import LoadHook, SwapHook
 from service.promotion.events import EventBus
-from service.promotion.purge import purge_version
+from service.promotion.purge import purge_version, served_versions, still_served
 from service.promotion.warmup import warm
 from service.settings import Settings
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class SwapHooks:
-    """``before_swap`` and ``after_swap`` of a worker's ModelManager."""
+    """``before_swap`` and ``after_swap`` of the ModelManager of one arm of a worker."""
 
     def __init__(
         self,
@@ -36,8 +37,14 @@ class SwapHooks:
         bus: EventBus | None,
         hot: HotInputs | None,
         registry_name: str | None,
+        alias: str | None = None,
+        arm: Arm = Arm.CHAMPION,
+        served: ServedVersions | None = None,
     ) -> None:
         self.settings = settings
+        self.alias = alias
+        self.arm = arm
+        self.served = served or ServedVersions()
         self.keys = keys
         self.cache = cache
         self.redis = redis
@@ -58,8 +65,8 @@ class SwapHooks:
 
     @property
     def after_swap(self) -> tuple[SwapHook, ...]:
-        """Publish the new version, drop the old one."""
-        return (self.retire,)
+        """Record and publish the new version, drop the old one."""
+        return (self.served.recorder(self.arm), self.retire)
 
     async def stop(self) -> None:
         """Cancel pending purges (the TTL bounds what they leave)."""
@@ -88,25 +95,39 @@ class SwapHooks:
         name = self.registry_name
         if self.bus is None or name is None or old is None or old.version == version:
             return
-        await self.bus.publish({"type": "loading", "model": name, "version": version})
+        await self.bus.publish(self._event("loading", name, version))
 
     async def announce(self, old: LoadedModel | None, new: LoadedModel) -> None:
         """Tell the other workers, before this one answers with ``new``, that it is about to."""
         name = self.registry_name
         if self.bus is None or name is None or old is None or old.version == new.version:
             return
-        await self.bus.publish({"type": "serving", "model": name, "version": new.version})
+        await self.bus.publish(self._event("serving", name, new.version))
+
+    def _event(self, kind: str, name: str, version: str) -> dict[str, str]:
+        # The alias says which arm's workers it concerns; an event without one (a pod from
+        # before arms) concerns the champion.
+        event = {"type": kind, "model": name, "version": version}
+        if self.alias is not None:
+            event["alias"] = self.alias
+        return event
 
     async def retire(self, old: LoadedModel | None, new: LoadedModel) -> None:
-        """Publish ``new`` as active; forget and purge ``old``."""
+        """Publish ``new`` as this arm's active version; forget and purge ``old`` unless an
+        arm (of this worker, or any replica's ``active`` key) still serves it."""
         redis, ttl = self.redis, self.settings.cache_ttl_seconds
+        served: list[bytes | str | None] = list(self._local())
         if redis is not None:
             # It expires like every entry: an abandoned namespace leaves nothing behind, and the
             # purge's rollback check only needs it around a promotion, right after it is written.
-            active = self.keys.active(new.name)
+            active = self.keys.active(new.name, self.arm.value)
             with contextlib.suppress(CacheUnavailable):
                 await redis.run(lambda r: r.set(active, new.version.encode(), ex=ttl))
+                served += await served_versions(redis, self.keys, new.name)
         if old is None or old.version == new.version:
+            return
+        if still_served(old.version, served):
+            log.info("keeping version %s's keys: another arm serves it", old.version)
             return
         self.cache.forget(self.keys.version_prefix(old.name, old.version))
         if redis is not None and self.settings.purge_enabled:
@@ -122,4 +143,16 @@ class SwapHooks:
         if delay:
             await asyncio.sleep(delay)
         batch = self.settings.purge_batch_size
-        await purge_version(redis, self.keys, old.name, old.version, batch=batch, attempt=attempt)
+        await purge_version(
+            redis,
+            self.keys,
+            old.name,
+            old.version,
+            batch=batch,
+            attempt=attempt,
+            local=self._local,
+        )
+
+    def _local(self) -> list[str]:
+        """The versions this worker's arms serve (this one's too: it may have rolled back)."""
+        return list(self.served.by_arm().values())

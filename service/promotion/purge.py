@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Collection, Iterable
 from typing import cast
 
 from redis.asyncio import Redis
@@ -17,21 +18,43 @@ log = logging.getLogger(__name__)
 _LOCK_SECONDS = 300
 
 
+def still_served(version: str, served: Iterable[bytes | str | None]) -> bool:
+    """The purge rule: a version any arm still serves (as an ``active`` key or this worker's
+    own arms name it) keeps its keys. A promotion of the canary's version to champion thus
+    keeps the entries the canary warmed."""
+    names = {v.decode() if isinstance(v, bytes) else v for v in served if v is not None}
+    return version in names
+
+
+async def served_versions(redis: RedisCache, keys: KeySpace, model: str) -> list[bytes | None]:
+    """The versions every arm's ``active`` key names (None where an arm published none)."""
+    found = await redis.run(lambda r: r.mget(keys.actives(model)))
+    return cast(list[bytes | None], found)
+
+
 async def purge_version(
-    redis: RedisCache, keys: KeySpace, model: str, version: str, *, batch: int, attempt: str
+    redis: RedisCache,
+    keys: KeySpace,
+    model: str,
+    version: str,
+    *,
+    batch: int,
+    attempt: str,
+    local: Callable[[], Collection[str]] = tuple,
 ) -> int | None:
-    """Unlink every row and the hot sets of ``model``/``version`` unless the version is active
-    again (a rollback) or another replica is purging it right now. Returns keys unlinked, None
-    if skipped.
+    """Unlink every row and the hot sets of ``model``/``version`` unless an arm serves it
+    (``still_served``: a rollback, or the champion moved onto the canary's version; ``local``
+    names this worker's arms' versions) or another replica is purging it right now. Returns
+    keys unlinked, None if skipped.
 
     The lock lives only while the purge runs (its expiry bounds a replica that dies mid-way),
     so the same version is purged again after a later promotion away from it."""
     lock = keys.purge_lock(model, version, attempt)
     total = 0
     try:
-        active = await redis.run(lambda r: r.get(keys.active(model)))
-        if active is not None and cast(bytes, active).decode() == version:
-            log.info("not purging %s version %s: it is active again", model, version)
+        served = [*await served_versions(redis, keys, model), *local()]
+        if still_served(version, served):
+            log.info("not purging %s version %s: an arm serves it", model, version)
             return None
         if not await redis.run(lambda r: r.set(lock, b"1", nx=True, ex=_LOCK_SECONDS)):
             return None

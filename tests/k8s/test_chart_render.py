@@ -685,6 +685,10 @@ METRICS = {
     "memoserve_predict_batch_rows_bucket",
     "memoserve_model_info",
     "memoserve_breaker_state",
+    "memoserve_arm_requests_total",
+    "memoserve_arm_rows_total",
+    "memoserve_arm_predict_duration_seconds_bucket",
+    "memoserve_shadow_rows_total",
 }
 
 
@@ -707,6 +711,10 @@ def test_grafana_dashboard(default: list[Manifest], render: Render) -> None:
         "batch size",
         "model version",
         "breaker",
+        "traffic per arm",
+        "hit ratio per arm",
+        "latency p50 / p99 per arm",
+        "shadow agreement",
     ):
         assert topic in titles
 

@@ -19,10 +19,16 @@ class VersionTimesSum:
 
     outputs = ("predict",)
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, go: threading.Event | None = None) -> None:
         self.factor = float(version)
+        self.go = go
+        self.entered = threading.Event()
+        """Set once a call has begun (it then waits for ``go``)."""
 
     def __call__(self, rows: CanonicalRows, output: str) -> Sequence[Any]:
+        self.entered.set()
+        if self.go is not None:
+            self.go.wait(5)
         return np.asarray(rows.values).sum(axis=1) * self.factor
 
 
@@ -43,6 +49,11 @@ class MovableAlias(ModelSource):
         self.reads = 0
         """Times the alias was read."""
         self._counting = threading.Lock()
+        self.go = threading.Event()
+        """Cleared, model calls of the versions this source loads wait until it is set."""
+        self.go.set()
+        self.siblings: dict[str, MovableAlias] = {}
+        """The same model under other aliases (canary, shadow arms), by alias."""
 
     def resolve(self) -> str:
         with self._counting:  # reads come from threads
@@ -56,9 +67,15 @@ class MovableAlias(ModelSource):
             gate.wait(5)  # ...arrives late
         return version
 
+    def for_alias(self, alias: str) -> MovableAlias:
+        """``m@alias``: a test sets ``siblings[alias]`` first, or gets one on this version."""
+        sibling = self.siblings.setdefault(alias, MovableAlias(self.version, width=self.width))
+        sibling.alias = alias
+        return sibling
+
     def load(self, version: str) -> LoadedModel:
         gate = self.gates.get(version)
         if gate is not None:
             gate.wait(5)
         schema = InputSchema.positional(self.width)
-        return LoadedModel("m", version, schema, VersionTimesSum(version))
+        return LoadedModel("m", version, schema, VersionTimesSum(version, self.go))

@@ -48,3 +48,24 @@ def test_tls_in_url_mode_needs_rediss() -> None:
     with pytest.raises(ValidationError, match="rediss://"):
         Settings(redis_url="redis://r:6379", redis_tls=True)
     assert Settings(redis_url="rediss://r:6379", redis_tls=True).redis_tls
+
+
+def test_canary_and_shadow_are_other_aliases_of_a_registry_model() -> None:
+    ok = Settings(
+        model_uri="models:/iris@champion",
+        model_canary_alias="challenger",
+        model_shadow_alias="shadow",
+    )
+    assert (ok.model_canary_alias, ok.model_canary_percent) == ("challenger", 0.0)
+    for bad, says in [
+        ({"model_uri": "/models/iris.skops", "model_canary_alias": "c"}, "models:/name@alias"),
+        ({"model_uri": "models:/iris/3", "model_shadow_alias": "s"}, "models:/name@alias"),
+        ({"model_uri": "models:/iris@champion", "model_canary_alias": "champion"}, "differ"),
+        (
+            {"model_uri": "models:/iris@a", "model_canary_alias": "b", "model_shadow_alias": "b"},
+            "differ",
+        ),
+        ({"model_uri": "models:/iris@a", "model_canary_percent": 101}, "less than or equal"),
+    ]:
+        with pytest.raises(ValidationError, match=says):
+            Settings(**bad)  # type: ignore[arg-type]

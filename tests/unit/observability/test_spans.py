@@ -64,9 +64,12 @@ async def test_a_miss_then_a_hit(
         "cache.hit": False,
         "cache.outcome": "miss",
         "cache.layer": "memory",
+        "model.arm": "champion",
         "model.name": "iris",
         "model.version": "1",
     }
+    server_attributes = server.attributes or {}
+    assert (server_attributes["model.arm"], server_attributes["model.version"]) == ("champion", "1")
     assert dict(predict.attributes or {}) == {
         "model.name": "iris",
         "model.version": "1",

@@ -12,6 +12,7 @@ import pytest
 
 from service.cache.keys import KeySpace
 from service.cache.redis import RedisCache
+from service.models.arms import ServingArms
 from service.models.manager import ModelManager
 from service.promotion.coordinator import PromotionCoordinator, WebhookOutcome
 from service.promotion.events import EventBus
@@ -55,7 +56,7 @@ async def test_deliveries_for_something_else_change_nothing(
     source = manager.source
     assert isinstance(source, MovableAlias)
     source.version = "2"  # the alias did move: only the payload decides that we ignore it
-    coordinator = PromotionCoordinator(manager, None)
+    coordinator = PromotionCoordinator(ServingArms(manager), None)
     assert await coordinator.on_webhook(payload) is outcome
     assert outcome.status_code == 200
     await coordinator.stop()
@@ -74,7 +75,9 @@ async def test_an_accepted_delivery_tells_every_worker_and_refreshes_this_one(
         heard.append(event)
 
     sibling.start(listen)
-    coordinator = PromotionCoordinator(manager, EventBus(redis_cache, keys.events, key=KEY))
+    coordinator = PromotionCoordinator(
+        ServingArms(manager), EventBus(redis_cache, keys.events, key=KEY)
+    )
     try:
         await asyncio.wait_for(sibling.subscribed.wait(), 5)
         outcome = await coordinator.on_webhook(ALIAS_MOVED)
@@ -91,7 +94,7 @@ async def test_an_accepted_delivery_tells_every_worker_and_refreshes_this_one(
 async def test_an_unreachable_registry_keeps_the_current_version(manager: ModelManager) -> None:
     assert isinstance(manager.source, MovableAlias)
     manager.source.unreachable = True
-    coordinator = PromotionCoordinator(manager, None)
+    coordinator = PromotionCoordinator(ServingArms(manager), None)
     assert await coordinator.on_webhook(ALIAS_MOVED) is WebhookOutcome.ACCEPTED
     await coordinator.stop()
     assert serves(manager, "1")
@@ -101,7 +104,7 @@ async def test_a_version_in_an_event_is_never_served_unless_the_registry_names_i
     manager: ModelManager,
 ) -> None:
     """The alias stays on 1; events claim 9. The fence makes the worker look, and it stays."""
-    coordinator = PromotionCoordinator(manager, None)
+    coordinator = PromotionCoordinator(ServingArms(manager), None)
     for kind in ("alias_changed", "loading"):
         await coordinator.on_event({"type": kind, "model": "m", "version": "9"})
     await coordinator.on_event({"type": "serving", "model": "m", "version": "9"})
@@ -119,7 +122,7 @@ async def test_a_burst_of_refresh_requests_costs_at_most_two_alias_reads(
     source = manager.source
     assert isinstance(source, MovableAlias)
     gate = source.slow_read = threading.Event()
-    coordinator = PromotionCoordinator(manager, None)
+    coordinator = PromotionCoordinator(ServingArms(manager), None)
     reads = source.reads
 
     async def burst(n: int) -> None:
@@ -143,7 +146,7 @@ async def test_a_burst_of_refresh_requests_costs_at_most_two_alias_reads(
 
 
 async def test_events_refresh_or_fence_this_worker(manager: ModelManager) -> None:
-    coordinator = PromotionCoordinator(manager, None)
+    coordinator = PromotionCoordinator(ServingArms(manager), None)
     await coordinator.on_event({"type": "serving", "model": "other", "version": "2"})
     assert manager.fence is None
     await coordinator.on_event({"type": "serving", "model": "m", "version": "2"})
@@ -166,7 +169,32 @@ async def test_events_that_make_this_worker_look_for_itself(
 ) -> None:
     assert isinstance(manager.source, MovableAlias)
     manager.source.version = "2"
-    coordinator = PromotionCoordinator(manager, None)
+    coordinator = PromotionCoordinator(ServingArms(manager), None)
     await coordinator.on_event(event)
     await eventually(lambda: serves(manager, "2"), 5, "version 2 served")
     await coordinator.stop()
+
+
+async def test_each_arm_follows_its_own_alias(manager: ModelManager) -> None:
+    """A delivery or event about @challenger refreshes the canary arm only; an event without
+    an alias (a pod from before arms) concerns the champion."""
+    champion_source = manager.source
+    assert isinstance(champion_source, MovableAlias)
+    canary_source = champion_source.for_alias("challenger")
+    canary = ModelManager(canary_source, arm="canary")
+    await canary.refresh("start-up")
+    coordinator = PromotionCoordinator(ServingArms(manager, canary=canary), None)
+    champion_source.version = canary_source.version = "2"  # both aliases moved in the registry
+
+    moved = {**ALIAS_MOVED, "data": {"name": "m", "alias": "challenger", "version": "2"}}
+    assert await coordinator.on_webhook(moved) is WebhookOutcome.ACCEPTED
+    await eventually(lambda: serves(canary, "2"), 5, "the canary on 2")
+    assert serves(manager, "1")  # the champion was not asked to look
+
+    canary_source.version = "3"
+    await coordinator.on_event({"type": "serving", "model": "m", "version": "2"})
+    assert (manager.fence, canary.fence) == ("2", None)
+    await coordinator.on_event({"type": "alias_changed", "model": "m", "alias": "challenger"})
+    await eventually(lambda: serves(canary, "3"), 5, "the canary on 3")
+    await coordinator.stop()
+    await canary.stop()
