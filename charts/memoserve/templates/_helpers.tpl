@@ -148,6 +148,13 @@ Create the name of the service account to use
 {{- end }}
 {{- end }}
 
+{{/* `host:port` of the external Redis Cluster's nodes, comma-separated; empty otherwise. */}}
+{{- define "memoserve.redis.clusterNodes" -}}
+{{- if not .Values.redis.enabled }}
+{{- join "," .Values.redis.external.clusterNodes }}
+{{- end }}
+{{- end }}
+
 {{- define "memoserve.redis.masterName" -}}
 {{- if .Values.redis.enabled }}
 {{- .Values.redis.sentinel.masterName }}
