@@ -3,15 +3,18 @@
 A lookup is one MGET per slot, pipelined per node and sent to every node at once (redis-py's
 ``mget_nonatomic``): one round trip per node touched. MOVED and ASK are followed by the client
 (it refreshes its slot map); a dead primary is a connection error like any, so the breaker and
-the BYPASS work as they do for Sentinel. A scan visits every primary in turn."""
+the BYPASS work as they do for Sentinel. A scan visits every primary in turn; pub/sub listens
+on any node (classic PUBLISH is broadcast to every node)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Any, cast
 
 from redis.asyncio import RedisCluster
+from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode
 
 from service.cache.redis import Client, RedisCache, auth, quick_retry, timeouts, tls
@@ -39,6 +42,12 @@ class ClusterCache(RedisCache):
 
     async def _mget(self, r: Client, keys: Sequence[str]) -> list[bytes | None]:
         return cast(list[bytes | None], await _cluster(r).mget_nonatomic(keys))
+
+    async def subscriber(self) -> PubSub:
+        """Pub/sub on a random node: a PUBLISH reaches every node of the cluster, so any will
+        do, and a subscription lost with its node comes back on another one."""
+        cluster = await _cluster(self.client).initialize()
+        return cluster.pubsub(node=random.choice(cluster.get_nodes()))
 
     async def scan(self, pattern: str, count: int) -> AsyncIterator[list[bytes]]:
         """Pages of every primary's matching keys; the primaries are those of the slot map

@@ -12,10 +12,11 @@ from typing import Any, Self, TypeAlias, TypeVar, cast
 
 from pydantic import SecretStr
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from service.cache.base import PredictionCache
 from service.cache.breaker import BreakerState, CircuitBreaker
@@ -34,6 +35,10 @@ _CORRUPT = metrics.CACHE_CORRUPT
 
 Client: TypeAlias = Redis | RedisCluster
 """What a round trip runs on: one master's client, or the cluster's."""
+
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+"""Whatever a round trip may fail with because of Redis (a cluster's slot-map errors are not
+RedisErrors): a verdict on Redis, never a failed request."""
 
 
 def build_redis(settings: Settings) -> Redis | None:
@@ -157,7 +162,7 @@ class RedisCache(PredictionCache):
         try:
             async with asyncio.timeout(self._deadline):
                 result = await op(self.client)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self.breaker.record_failure()
             _ERROR.inc()
             raise CacheUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -205,6 +210,10 @@ class RedisCache(PredictionCache):
             yield found
             if cursor == 0:
                 return
+
+    async def subscriber(self) -> PubSub:
+        """A pub/sub connection of its own (not through the breaker: the listener retries)."""
+        return self.client.pubsub()
 
     async def _mget(self, r: Client, keys: Sequence[str]) -> list[bytes | None]:
         """One MGET: every key lives on the one master."""

@@ -1,12 +1,14 @@
 """The cluster mode: its client carries the same user, password, TLS and fail-fast timeouts
-as the other modes, and the configured mode picks the cache."""
+as the other modes, the configured mode picks the cache, and a lookup spans every primary."""
 
 from __future__ import annotations
 
 from redis.asyncio.connection import SSLConnection
 
+from devtools.localstack.redis_cluster import RedisClusterProcs
 from service.cache.cluster import ClusterCache, build_cluster
 from service.cache.connect import connect_redis
+from service.cache.keys import KeySpace
 from service.cache.redis import RedisCache
 from service.settings import Settings
 from tests.unit.cache.test_redis_client import TLS, VERIFIED
@@ -36,3 +38,21 @@ def test_the_configured_mode_picks_the_cache() -> None:
     assert type(connect_redis(Settings(redis_cluster_nodes="c1:7000"))) is ClusterCache
     assert type(connect_redis(Settings(redis_url="redis://r:6379"))) is RedisCache
     assert connect_redis(Settings()) is None
+
+
+async def test_a_batch_spread_over_every_primary_comes_back_in_order(
+    redis_cluster: RedisClusterProcs, keys: KeySpace
+) -> None:
+    settings = Settings(redis_cluster_nodes=redis_cluster.nodes, redis_socket_timeout_ms=2000)
+    cache = ClusterCache.from_settings(build_cluster(settings), settings)
+    try:
+        rows = KeySpace.rows(keys.row_prefix("m", "1", "predict"), (b"%d" % i for i in range(64)))
+        stored = rows[::2]
+        await cache.set_many([(k, k.encode()) for k in stored], 60)
+        found = await cache.get_many(rows)
+        assert found == [k.encode() if k in stored else None for k in rows]
+        # The layout spreads a version's rows (no hash tag): every primary holds some.
+        nodes = {cache.client.get_node_from_key(k).name for k in rows}
+        assert len(nodes) == redis_cluster.primaries
+    finally:
+        await cache.close()
