@@ -36,7 +36,7 @@ setup: $(STAMP)
 
 run: setup
 	@command -v redis-server >/dev/null || $(MAKE) --no-print-directory redis-bin ALLOW_NO_REDIS=1
-	$(BIN)/memoserve dev-stack
+	$(BIN)/memoserve dev-stack --redis $(or $(REDIS),sentinel)
 
 # ruff format is the formatter: `make fmt` rewrites, `make lint` fails on anything it would change.
 fmt: setup
