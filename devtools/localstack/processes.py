@@ -201,6 +201,14 @@ class SentinelCluster:
         """``host:port,...`` as MEMOSERVE_REDIS_SENTINELS takes it."""
         return ",".join(f"{LOOPBACK}:{p.port}" for p in self.sentinels)
 
+    def client_env(self) -> dict[str, str]:
+        """What a memoserve replica needs to use these Redis processes."""
+        return {"MEMOSERVE_REDIS_SENTINELS": self.sentinel_addresses}
+
+    def data_ports(self) -> list[int]:
+        """Ports of the nodes that hold the data now: the master."""
+        return [self.current_master_port()]
+
     def start(self, timeout: float = 30.0) -> SentinelCluster:
         """Start everything and wait until the Sentinels agree on master, replica and peers."""
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,14 @@ class RedisClusterProcs:
         """``host:port,...`` of every node, as MEMOSERVE_REDIS_CLUSTER_NODES takes it."""
         return ",".join(f"{LOOPBACK}:{p.port}" for p in self.procs)
 
+    def client_env(self) -> dict[str, str]:
+        """What a memoserve replica needs to use this cluster."""
+        return {"MEMOSERVE_REDIS_CLUSTER_NODES": self.nodes}
+
+    def data_ports(self) -> list[int]:
+        """Ports of the nodes that hold the data now: the primaries."""
+        return self.primary_ports()
+
     def start(self, timeout: float = 60.0) -> RedisClusterProcs:
         """Start the nodes, join them and wait until every node sees all slots served."""
         try:
