@@ -48,8 +48,8 @@ DERIVED = {
     "mlflow_tracking_uri": "mlflow.enabled / mlflow.external.trackingUri",
     "webhook_secret": "webhookSecret / existingSecret",
     "redis_url": "redis.external.url / existingSecret",
-    "redis_sentinels": "redis.enabled / redis.external.sentinels",
-    "redis_cluster_nodes": "redis.external.clusterNodes",
+    "redis_sentinels": "redis.mode / redis.external.sentinels",
+    "redis_cluster_nodes": "redis.mode / redis.external.clusterNodes",
     "redis_master_name": "redis.sentinel.masterName / redis.external.masterName",
     "redis_password": "redis.auth.password / redis.external.password / existingSecret",
     "redis_sentinel_password": "redis.auth.password / redis.external.sentinelPassword",
@@ -167,13 +167,33 @@ def test_external_cluster_nodes_select_the_cluster_mode(
     render: Render, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     nodes = "redis.external.clusterNodes={c0:7000,c1:7001}"
-    settings = settings_from(render(None, "redis.enabled=false", nodes), monkeypatch)
+    settings = settings_from(render(None, "redis.mode=external", nodes), monkeypatch)
     assert settings.cluster_addresses == [("c0", 7000), ("c1", 7001)]
     assert (settings.redis_sentinels, settings.redis_url) == ("", "")
 
 
 def test_two_external_redis_modes_fail_the_render(helm_template: HelmTemplate) -> None:
     external = {"clusterNodes": ["c0:7000"], "sentinels": ["s0:26379"]}
-    done = helm_template({"redis": {"enabled": False, "external": external}})
+    done = helm_template({"redis": {"mode": "external", "external": external}})
     assert done.returncode != 0
     assert "set one of sentinels, clusterNodes and url" in done.stderr
+
+
+def test_cluster_mode_runs_a_cluster_and_points_memoserve_at_its_nodes(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = render("redis-cluster")
+    settings = settings_from(manifests, monkeypatch)
+    hosts = [host for host, _ in settings.cluster_addresses]
+    assert hosts == [
+        f"memoserve-redis-cluster-{i}.memoserve-redis-cluster-headless" for i in range(6)
+    ]
+    assert settings.redis_sentinels == "" and settings.redis_password is not None
+    cluster = get(manifests, "StatefulSet", "memoserve-redis-cluster")
+    assert cluster["spec"]["replicas"] == 6
+    job = get(manifests, "Job", "memoserve-redis-cluster-bootstrap")
+    assert "post-install" in job["metadata"]["annotations"]["helm.sh/hook"]
+    script = get(manifests, "ConfigMap", "memoserve-redis-cluster-scripts")["data"]
+    assert "--cluster-replicas 1 --cluster-yes" in script["bootstrap.sh"]
+    assert "requirepass ${REDIS_PASSWORD}" in script["init.sh"]  # never on a command line
+    assert not [m for m in manifests if m["metadata"]["name"] == "memoserve-redis"]
