@@ -74,6 +74,7 @@ wrk-bin:
 bench: setup redis-bin wrk-bin
 	$(BIN)/python -m loadtest.bench_hit
 	$(BIN)/python -m loadtest.bench_tracing
+	$(BIN)/python -m loadtest.bench_cluster
 
 # --- Kubernetes tooling (owned by the platform side) ----------------------------------------
 # helm, kubectl and hadolint: a working one on PATH outside .tools/bin is used first (PATH above
