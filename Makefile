@@ -36,7 +36,7 @@ setup: $(STAMP)
 
 run: setup
 	@command -v redis-server >/dev/null || $(MAKE) --no-print-directory redis-bin ALLOW_NO_REDIS=1
-	$(BIN)/memoserve dev-stack
+	$(BIN)/memoserve dev-stack --redis $(or $(REDIS),sentinel)
 
 # ruff format is the formatter: `make fmt` rewrites, `make lint` fails on anything it would change.
 fmt: setup
@@ -75,6 +75,7 @@ bench: setup redis-bin wrk-bin
 	$(BIN)/python -m loadtest.bench_hit
 	$(BIN)/python -m loadtest.bench_tracing
 	$(BIN)/python -m loadtest.bench_start
+	$(BIN)/python -m loadtest.bench_cluster
 
 # --- Kubernetes tooling (owned by the platform side) ----------------------------------------
 # helm, kubectl and hadolint: a working one on PATH outside .tools/bin is used first (PATH above

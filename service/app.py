@@ -16,10 +16,11 @@ from service.api.fast_path import PredictionFastPath
 from service.background import BackgroundTasks
 from service.batching import MicroBatcher
 from service.cache.base import PredictionCache
+from service.cache.connect import connect_redis
 from service.cache.hot import HotInputs
 from service.cache.keys import KeySpace
 from service.cache.memory import MemoryCache
-from service.cache.redis import RedisCache, build_redis
+from service.cache.redis import RedisCache
 from service.cache.tiered import TieredCache
 from service.coalesce import Coalescer, Direct, RedisLockCoalescer, SingleFlight
 from service.dataplane import DataPlane
@@ -49,11 +50,12 @@ def build_caches(
 ) -> tuple[PredictionCache, MemoryCache | None, RedisCache | None]:
     """The shared cache, the optional L1 near-cache, and Redis (None when the shared cache is
     in-process, with a warning: locks, pub/sub, hot rows and purges then have no home)."""
-    client = build_redis(settings)
-    if client is None:
+    redis = connect_redis(settings)
+    if redis is None:
         log.warning(
             "NO REDIS CONFIGURED: predictions are cached in-process only, not shared between "
-            "replicas or workers. Set MEMOSERVE_REDIS_SENTINELS or MEMOSERVE_REDIS_URL."
+            "replicas or workers. Set MEMOSERVE_REDIS_SENTINELS, MEMOSERVE_REDIS_CLUSTER_NODES "
+            "or MEMOSERVE_REDIS_URL."
         )
         return MemoryCache(settings.memory_cache_max_entries), None, None
     l1 = None
@@ -61,7 +63,6 @@ def build_caches(
         l1 = MemoryCache(
             settings.l1_max_entries, max_ttl_seconds=settings.l1_ttl_seconds, layer="l1"
         )
-    redis = RedisCache.from_settings(client, settings)
     return redis, l1, redis
 
 

@@ -17,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     stack.add_argument("--workers", type=int, default=2, help="workers per replica")
     stack.add_argument("--port", type=int, default=8080, help="first replica's port")
     stack.add_argument("--workdir", default=".run", help="logs, sqlite registry, artifacts")
+    stack.add_argument(
+        "--redis",
+        choices=("sentinel", "cluster"),
+        default="sentinel",
+        help="master + replica + 3 Sentinels, or a 3-primary + 3-replica Redis Cluster",
+    )
     sub.add_parser(
         "model", help="train, register and promote demo models (see `model -h`)", add_help=False
     )
@@ -30,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:  # the image ships the service only
             print("dev-stack needs a source checkout (devtools/): run `make run`", file=sys.stderr)
             return 2
-        return run_stack(args.replicas, args.workers, args.port, args.workdir)
+        return run_stack(args.replicas, args.workers, args.port, args.workdir, redis=args.redis)
     from memoserve_models.cli import main as model_main
 
     return int(model_main(rest))

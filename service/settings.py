@@ -122,19 +122,24 @@ class Settings(BaseSettings):
 
     # --- cache ---------------------------------------------------------------------------
     redis_url: str = ""
-    """`redis://` or `rediss://` URL of a single Redis; ignored when Sentinels are set."""
+    """`redis://` or `rediss://` URL of a single Redis. Set one of the URL, the Sentinels or
+    the cluster nodes."""
 
     redis_sentinels: str = ""
     """Comma-separated `host:port` list of Sentinels."""
+
+    redis_cluster_nodes: str = ""
+    """Comma-separated `host:port` list of Redis Cluster nodes to discover the cluster from
+    (a few suffice); the user, password and TLS settings apply to every node."""
 
     redis_master_name: str = "mymaster"
     """Name of the master the Sentinels watch."""
 
     redis_username: str = ""
-    """ACL user of the Redis master and replicas; empty is the `default` user."""
+    """ACL user of the Redis master and replicas (or cluster nodes); empty is `default`."""
 
     redis_password: SecretStr | None = None
-    """AUTH password of the Redis master and replicas."""
+    """AUTH password of the Redis master and replicas (or cluster nodes)."""
 
     redis_sentinel_username: str = ""
     """ACL user of the Sentinels; empty is their `default` user."""
@@ -143,7 +148,7 @@ class Settings(BaseSettings):
     """AUTH password of the Sentinels themselves, if they require one."""
 
     redis_tls: bool = False
-    """TLS to the Redis master (Sentinel mode; a `rediss://` URL turns it on in URL mode)."""
+    """TLS to the Redis master or cluster nodes (a `rediss://` URL turns it on in URL mode)."""
 
     redis_sentinel_tls: bool = False
     """TLS to the Sentinels."""
@@ -267,10 +272,22 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _one_redis(self) -> Self:
+        # Two of them would leave it to the code's order which one serves: refuse instead.
+        given = [
+            f"MEMOSERVE_{name.upper()}"
+            for name in ("redis_url", "redis_sentinels", "redis_cluster_nodes")
+            if getattr(self, name)
+        ]
+        if len(given) > 1:
+            raise ValueError(f"set only one of {' and '.join(given)}: they pick the Redis mode")
+        return self
+
+    @model_validator(mode="after")
     def _tls_pair(self) -> Self:
         if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
             raise ValueError("set MEMOSERVE_REDIS_TLS_CERT_FILE and _KEY_FILE together")
-        if self.redis_tls and self.redis_url.startswith("redis://") and not self.redis_sentinels:
+        if self.redis_tls and self.redis_url.startswith("redis://"):
             raise ValueError("MEMOSERVE_REDIS_TLS needs a rediss:// MEMOSERVE_REDIS_URL")
         return self
 
@@ -304,19 +321,30 @@ class Settings(BaseSettings):
                     "in production (it signs webhooks and pub/sub events): use e.g. "
                     "`openssl rand -hex 32`"
                 )
-            if not (self.redis_url or self.redis_sentinels):
+            if not (self.redis_url or self.redis_sentinels or self.redis_cluster_nodes):
                 raise ValueError(
-                    "production needs MEMOSERVE_REDIS_SENTINELS or MEMOSERVE_REDIS_URL"
+                    "production needs MEMOSERVE_REDIS_SENTINELS, MEMOSERVE_REDIS_CLUSTER_NODES "
+                    "or MEMOSERVE_REDIS_URL"
                 )
         return self
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         """Parsed `redis_sentinels`."""
-        addresses = []
-        for item in self.redis_sentinels.split(","):
-            item = item.strip()
-            if item:
-                host, _, port = item.rpartition(":")
-                addresses.append((host.strip("[]") or "localhost", int(port)))
-        return addresses
+        return _addresses(self.redis_sentinels)
+
+    @property
+    def cluster_addresses(self) -> list[tuple[str, int]]:
+        """Parsed `redis_cluster_nodes`."""
+        return _addresses(self.redis_cluster_nodes)
+
+
+def _addresses(value: str) -> list[tuple[str, int]]:
+    """``host:port,...`` as (host, port) pairs; ``[::1]:p`` for IPv6."""
+    addresses = []
+    for item in value.split(","):
+        item = item.strip()
+        if item:
+            host, _, port = item.rpartition(":")
+            addresses.append((host.strip("[]") or "localhost", int(port)))
+    return addresses

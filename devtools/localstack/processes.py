@@ -1,4 +1,5 @@
-"""Real local processes for `make run` and the tests: Redis + Sentinels, gunicorn replicas.
+"""Real local processes for `make run` and the tests: Redis + Sentinels, gunicorn replicas
+(Redis Cluster: ``devtools.localstack.redis_cluster``).
 
 Every process is started on a free loopback port and stopped by whoever started it.
 """
@@ -14,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -200,6 +201,14 @@ class SentinelCluster:
         """``host:port,...`` as MEMOSERVE_REDIS_SENTINELS takes it."""
         return ",".join(f"{LOOPBACK}:{p.port}" for p in self.sentinels)
 
+    def client_env(self) -> dict[str, str]:
+        """What a memoserve replica needs to use these Redis processes."""
+        return {"MEMOSERVE_REDIS_SENTINELS": self.sentinel_addresses}
+
+    def data_ports(self) -> list[int]:
+        """Ports of the nodes that hold the data now: the master."""
+        return [self.current_master_port()]
+
     def start(self, timeout: float = 30.0) -> SentinelCluster:
         """Start everything and wait until the Sentinels agree on master, replica and peers."""
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +217,7 @@ class SentinelCluster:
         replica_port, client = self.replica.port, self.security.client()
         wait_until(
             lambda: (
-                _ask(replica_port, lambda c: c.info("replication"), client)["master_link_status"]
+                ask(replica_port, lambda c: c.info("replication"), client)["master_link_status"]
                 == "up"
             ),
             timeout,
@@ -240,7 +249,7 @@ class SentinelCluster:
         for s in self.sentinels:
             if s.alive():
                 try:
-                    addr = _ask(
+                    addr = ask(
                         s.port,
                         lambda c: c.sentinel_get_master_addr_by_name(self.master_name),
                         self.sentinel_client,
@@ -272,7 +281,7 @@ class SentinelCluster:
         self.procs.append(proc)
         client = self.sentinel_client
         wait_until(
-            lambda: bool(_ask(port, lambda c: c.ping(), client)),
+            lambda: bool(ask(port, lambda c: c.ping(), client)),
             10,
             f"sentinel on {port}",
             proc=proc,
@@ -287,9 +296,11 @@ def start_redis(
     replica_of: int | None = None,
     port: int | None = None,
     security: RedisSecurity = NO_SECURITY,
+    extra: Sequence[str] = (),
 ) -> Proc:
     """A throw-away ``redis-server`` on a free loopback port (or ``port``), without
-    persistence, answering when this returns; ``security`` adds passwords, users and TLS."""
+    persistence, answering when this returns; ``security`` adds passwords, users and TLS,
+    ``extra`` more command-line options."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / f"{name}.conf"
@@ -312,11 +323,11 @@ def start_redis(
     ]
     if replica_of is not None:
         argv += ["--replicaof", LOOPBACK, str(replica_of)]
-    proc = spawn(name, argv, workdir, port)
+    proc = spawn(name, [*argv, *extra], workdir, port)
     client = security.client()
     try:
         wait_until(
-            lambda: bool(_ask(port, lambda c: c.ping(), client)), 10, f"{name} on {port}", proc=proc
+            lambda: bool(ask(port, lambda c: c.ping(), client)), 10, f"{name} on {port}", proc=proc
         )
     except TimeoutError:
         proc.stop()
@@ -326,12 +337,12 @@ def start_redis(
 
 def _discovered(port: int, master_name: str, client: Mapping[str, Any]) -> bool:
     """Whether the Sentinel on ``port`` knows the replica and both other Sentinels."""
-    replicas = cast(list[Any], _ask(port, lambda c: c.sentinel_slaves(master_name), client))
-    peers = cast(list[Any], _ask(port, lambda c: c.sentinel_sentinels(master_name), client))
+    replicas = cast(list[Any], ask(port, lambda c: c.sentinel_slaves(master_name), client))
+    peers = cast(list[Any], ask(port, lambda c: c.sentinel_sentinels(master_name), client))
     return len(replicas) >= 1 and len(peers) >= 2
 
 
-def _ask(
+def ask(
     port: int, question: Callable[[redis.Redis], Any], client: Mapping[str, Any] | None = None
 ) -> Any:
     """One command on a short-lived connection (closed, so nothing leaks into tests);

@@ -1,4 +1,5 @@
-"""`make run`: MLflow (sqlite), Redis master + replica + 3 Sentinels, and several replicas."""
+"""`make run`: MLflow (sqlite), Redis master + replica + 3 Sentinels (or, with
+`REDIS=cluster`, a 3-primary + 3-replica Redis Cluster), and several replicas."""
 
 from __future__ import annotations
 
@@ -21,17 +22,21 @@ from devtools.localstack.processes import (
     start_mlflow,
     start_replica,
 )
+from devtools.localstack.redis_cluster import RedisClusterProcs
 from service.settings import DEV_WEBHOOK_SECRET
 
 log = logging.getLogger("memoserve.stack")
 BANNER = "=" * 78
 
 
-def run_stack(replicas: int, workers: int, first_port: int, workdir: str) -> int:
-    """Start everything, print how to use it, and stop it all on Ctrl-C."""
+def run_stack(
+    replicas: int, workers: int, first_port: int, workdir: str, *, redis: str = "sentinel"
+) -> int:
+    """Start everything, print how to use it, and stop it all on Ctrl-C; ``redis`` is
+    ``sentinel`` or ``cluster``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     root = Path(workdir).resolve()
-    stopping: list[Proc | Replica | SentinelCluster] = []
+    stopping: list[Proc | Replica | SentinelCluster | RedisClusterProcs] = []
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -56,7 +61,12 @@ def run_stack(replicas: int, workers: int, first_port: int, workdir: str) -> int
             "MEMOSERVE_HOT_SAMPLE_RATE": "1",
         }
         redis_note = ""
-        if redis_available():
+        if redis_available() and redis == "cluster":
+            nodes = RedisClusterProcs(root / "redis-cluster").start()
+            stopping.append(nodes)
+            env["MEMOSERVE_REDIS_CLUSTER_NODES"] = nodes.nodes
+            redis_note = f"Redis Cluster (3 primaries + 3 replicas): {nodes.nodes}"
+        elif redis_available():
             cluster = SentinelCluster(root / "redis").start()
             stopping.append(cluster)
             env["MEMOSERVE_REDIS_SENTINELS"] = cluster.sentinel_addresses

@@ -8,10 +8,9 @@ import random
 from typing import Any, cast
 
 import orjson
-from redis.asyncio import Redis
 
 from service.background import BackgroundTasks
-from service.cache.redis import RedisCache
+from service.cache.redis import Client, RedisCache
 from service.errors import CacheUnavailable
 from service.rows.canonical import CanonicalRows
 
@@ -46,7 +45,7 @@ class HotInputs:
         self._background.spawn(self._record(key, members))
 
     async def _record(self, key: str, members: list[bytes]) -> None:
-        async def write(r: Redis) -> None:
+        async def write(r: Client) -> None:
             async with r.pipeline(transaction=False) as pipe:
                 for member in members:
                     pipe.zincrby(key, 1, member)
@@ -69,7 +68,7 @@ class HotInputs:
         """Seed ``key`` with ``rows`` (hottest first) unless it has them already."""
         scores = {orjson.dumps(r): len(rows) - i for i, r in enumerate(rows)}
 
-        async def write(r: Redis) -> None:
+        async def write(r: Client) -> None:
             async with r.pipeline(transaction=False) as pipe:
                 pipe.zadd(key, scores, nx=True)
                 pipe.expire(key, HOT_TTL_SECONDS)  # copied inputs expire like sampled ones

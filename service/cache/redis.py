@@ -1,18 +1,22 @@
-"""Redis (single URL or Sentinel) behind tight timeouts, one quick retry and a circuit breaker."""
+"""Redis (single URL or Sentinel) behind tight timeouts, one quick retry and a circuit breaker.
+
+Redis Cluster is the same cache with its own lookup and scan (``service.cache.cluster``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, Self, TypeAlias, TypeVar, cast
 
 from pydantic import SecretStr
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from service.cache.base import PredictionCache
 from service.cache.breaker import BreakerState, CircuitBreaker
@@ -29,35 +33,33 @@ _ERROR = metrics.REDIS_COMMANDS.labels("error")
 _REJECTED = metrics.REDIS_COMMANDS.labels("rejected")
 _CORRUPT = metrics.CACHE_CORRUPT
 
+Client: TypeAlias = Redis | RedisCluster
+"""What a round trip runs on: one master's client, or the cluster's."""
+
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+"""Whatever a round trip may fail with because of Redis (a cluster's slot-map errors are not
+RedisErrors): a verdict on Redis, never a failed request."""
+
 
 def build_redis(settings: Settings) -> Redis | None:
     """A master client from the Sentinels or the URL; None when neither is configured."""
-    timeouts: dict[str, Any] = {
-        "socket_timeout": settings.redis_socket_timeout_ms / 1000,
-        "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
-    }
-    # Fail fast: one short retry, then the breaker decides. A long retry would hold requests
-    # for seconds during a failover or stick to the dead master.
-    retry = Retry(ExponentialBackoff(cap=0.02, base=0.005), settings.redis_retries)
-    auth = _auth(settings.redis_username, settings.redis_password)
+    limits = timeouts(settings)
+    retry = quick_retry(settings)
+    credentials = auth(settings)
     if settings.redis_sentinels:
         # The Sentinels' clients get the same quick retry: redis-py's default backs off for
         # seconds, which would hold every request to the deadline while they cannot be reached.
         sentinel_kwargs = {
-            **timeouts,
+            **limits,
             "retry": retry,
             **_auth(settings.redis_sentinel_username, settings.redis_sentinel_password),
             **(_tls(settings) if settings.redis_sentinel_tls else {}),
         }
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            settings.sentinel_addresses, sentinel_kwargs=sentinel_kwargs, **timeouts
+            settings.sentinel_addresses, sentinel_kwargs=sentinel_kwargs, **limits
         )
         client: Redis = sentinel.master_for(
-            settings.redis_master_name,
-            retry=retry,
-            **auth,
-            **(_tls(settings) if settings.redis_tls else {}),
-            **timeouts,
+            settings.redis_master_name, retry=retry, **credentials, **tls(settings), **limits
         )
         return client
     if settings.redis_url:
@@ -65,8 +67,32 @@ def build_redis(settings: Settings) -> Redis | None:
         # MEMOSERVE_REDIS_TLS with a redis:// URL), so only the certificate options go here.
         extra = _tls(settings) if settings.redis_url.startswith("rediss://") else {}
         extra.pop("ssl", None)
-        return Redis.from_url(settings.redis_url, retry=retry, **auth, **extra, **timeouts)
+        return Redis.from_url(settings.redis_url, retry=retry, **credentials, **extra, **limits)
     return None
+
+
+def timeouts(settings: Settings) -> dict[str, Any]:
+    """Socket and connect timeouts of every connection (tens of milliseconds)."""
+    return {
+        "socket_timeout": settings.redis_socket_timeout_ms / 1000,
+        "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
+    }
+
+
+def quick_retry(settings: Settings) -> Retry:
+    """Fail fast: one short retry, then the breaker decides. A long retry would hold requests
+    for seconds during a failover or stick to the dead master."""
+    return Retry(ExponentialBackoff(cap=0.02, base=0.005), settings.redis_retries)
+
+
+def auth(settings: Settings) -> dict[str, Any]:
+    """AUTH arguments of the data nodes (master, replicas, cluster nodes)."""
+    return _auth(settings.redis_username, settings.redis_password)
+
+
+def tls(settings: Settings) -> dict[str, Any]:
+    """TLS arguments of the data nodes, or none when ``MEMOSERVE_REDIS_TLS`` is off."""
+    return _tls(settings) if settings.redis_tls else {}
 
 
 def _auth(username: str, password: SecretStr | None) -> dict[str, Any]:
@@ -97,7 +123,7 @@ class RedisCache(PredictionCache):
 
     def __init__(
         self,
-        client: Redis,
+        client: Client,
         breaker: CircuitBreaker,
         *,
         deadline_seconds: float,
@@ -113,10 +139,10 @@ class RedisCache(PredictionCache):
         sampling, warm-up, purges, events): its failures must not open the breaker that
         guards the request path, nor its open state silence them."""
         breaker = CircuitBreaker(self.breaker.failure_threshold, self.breaker.reset_seconds)
-        return RedisCache(self.client, breaker, deadline_seconds=self._deadline, owns_client=False)
+        return type(self)(self.client, breaker, deadline_seconds=self._deadline, owns_client=False)
 
     @classmethod
-    def from_settings(cls, client: Redis, settings: Settings) -> RedisCache:
+    def from_settings(cls, client: Client, settings: Settings) -> Self:
         """A cache with the configured breaker; its state is exported as a gauge."""
         breaker = CircuitBreaker(
             settings.breaker_failure_threshold,
@@ -124,10 +150,11 @@ class RedisCache(PredictionCache):
             on_change=_export_state,
         )
         per_try = (settings.redis_connect_timeout_ms + settings.redis_socket_timeout_ms) / 1000
-        # Sentinel discovery plus the command, for each try, bounds the wait on Redis.
+        # Discovery (Sentinel, or the cluster's slots) plus the command, for each try, bounds
+        # the wait on Redis.
         return cls(client, breaker, deadline_seconds=2 * per_try * (settings.redis_retries + 1))
 
-    async def run(self, op: Callable[[Redis], Awaitable[T]]) -> T:
+    async def run(self, op: Callable[[Client], Awaitable[T]]) -> T:
         """Run one Redis round trip under the breaker and the deadline."""
         if not self.breaker.allow():
             _REJECTED.inc()
@@ -135,7 +162,7 @@ class RedisCache(PredictionCache):
         try:
             async with asyncio.timeout(self._deadline):
                 result = await op(self.client)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self.breaker.record_failure()
             _ERROR.inc()
             raise CacheUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -151,10 +178,7 @@ class RedisCache(PredictionCache):
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values for ``keys``; one that is not an intact frame is a miss, and counted."""
 
-        async def mget(r: Redis) -> list[bytes | None]:
-            return cast(list[bytes | None], await r.mget(keys))
-
-        values = await self.run(mget)
+        values = await self.run(lambda r: self._mget(r, keys))
         out: list[bytes | None] = []
         for value in values:
             if value is None:
@@ -167,7 +191,9 @@ class RedisCache(PredictionCache):
         return out
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl_seconds: int) -> None:
-        async def write(r: Redis) -> None:
+        # A cluster's pipeline is split by node and sent to every node at once: still one
+        # round trip per node touched.
+        async def write(r: Client) -> None:
             async with r.pipeline(transaction=False) as pipe:
                 for key, value in items:
                     pipe.set(key, seal(value), ex=ttl_seconds)
@@ -175,9 +201,32 @@ class RedisCache(PredictionCache):
 
         await self.run(write)
 
+    async def scan(self, pattern: str, count: int) -> AsyncIterator[list[bytes]]:
+        """Pages of the keys matching ``pattern`` (SCAN MATCH), each page one round trip."""
+        cursor = 0
+        while True:
+            page = partial(_scan_page, cursor=cursor, pattern=pattern, count=count)
+            cursor, found = await self.run(page)
+            yield found
+            if cursor == 0:
+                return
+
+    async def subscriber(self) -> PubSub:
+        """A pub/sub connection of its own (not through the breaker: the listener retries)."""
+        return self.client.pubsub()
+
+    async def _mget(self, r: Client, keys: Sequence[str]) -> list[bytes | None]:
+        """One MGET: every key lives on the one master."""
+        return cast(list[bytes | None], await r.mget(keys))
+
     async def close(self) -> None:
         if self._owns_client:
             await self.client.aclose()
+
+
+async def _scan_page(r: Client, cursor: int, pattern: str, count: int) -> tuple[int, list[bytes]]:
+    next_cursor, found = await r.scan(cursor=cursor, match=pattern, count=count)
+    return int(next_cursor), cast(list[bytes], found)
 
 
 def _export_state(state: BreakerState) -> None:

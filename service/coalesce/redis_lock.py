@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from redis.asyncio import Redis
-
 from service.background import BackgroundTasks
 from service.cache.keys import KeySpace
-from service.cache.redis import RedisCache
+from service.cache.redis import Client, RedisCache
 from service.coalesce.base import Coalescer, Compute
 from service.errors import CacheUnavailable
 from service.observability import metrics
@@ -91,10 +89,10 @@ class RedisLockCoalescer(Coalescer):
         if keys:
             self._background.spawn(self.release(keys))
 
-    def _lock(self, keys: list[str]) -> Callable[[Redis], Awaitable[list[bool | None]]]:
+    def _lock(self, keys: list[str]) -> Callable[[Client], Awaitable[list[bool | None]]]:
         locks = [self.keys.lock(k) for k in keys]
 
-        async def lock(r: Redis) -> list[bool | None]:
+        async def lock(r: Client) -> list[bool | None]:
             async with r.pipeline(transaction=False) as pipe:
                 for key in locks:
                     pipe.set(key, b"1", nx=True, px=self.lock_ms)

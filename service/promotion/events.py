@@ -13,9 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
-from service.cache.redis import RedisCache
+from service.cache.redis import REDIS_ERRORS, RedisCache
 from service.errors import CacheUnavailable
 from service.observability import metrics
 from service.promotion.sealed import EventRejected, seal, unseal
@@ -80,11 +79,12 @@ class EventBus:
     async def _listen(self, handler: Handler) -> None:
         delay, lost = 0.2, False
         while True:
-            pubsub = self.redis.client.pubsub()
+            pubsub: PubSub | None = None
             try:
+                pubsub = await self.redis.subscriber()
                 await pubsub.subscribe(self.channel)
                 await self._until_silent(pubsub, handler, resubscribed=lost)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except REDIS_ERRORS as exc:
                 lost = True
                 if self.subscribed.is_set():  # it had worked: retry soon
                     delay = 0.2
@@ -93,8 +93,9 @@ class EventBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _until_silent(self, pubsub: PubSub, handler: Handler, *, resubscribed: bool) -> None:
         """Hand messages over; raise TimeoutError once the connection stays silent."""

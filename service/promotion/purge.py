@@ -1,4 +1,5 @@
-"""Unlink an old version's keys: one replica, chosen by a ``SET NX EX`` lock, in small batches."""
+"""Unlink an old version's keys: one replica, chosen by a ``SET NX EX`` lock, in small batches
+(SCAN + UNLINK, on every primary of a cluster)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Collection, Iterable
 from typing import cast
-
-from redis.asyncio import Redis
 
 from service.cache.keys import OUTPUTS, KeySpace
 from service.cache.redis import RedisCache
@@ -61,13 +60,9 @@ async def purge_version(
         try:
             hot = [keys.hot(model, version, output) for output in OUTPUTS]
             total += await _unlink(redis, hot)
-            pattern = keys.version_pattern(model, version)
-            cursor = 0
-            while True:
-                cursor, found = await _scan(redis, cursor, pattern, batch)
+            # One SCAN per primary on a cluster (a version's rows spread over every one).
+            async for found in redis.scan(keys.version_pattern(model, version), batch):
                 total += await _unlink(redis, found)
-                if cursor == 0:
-                    break
         finally:
             with contextlib.suppress(CacheUnavailable):
                 await redis.run(lambda r: r.delete(lock))
@@ -90,13 +85,3 @@ async def _unlink(redis: RedisCache, keys: list[bytes] | list[str]) -> int:
     unlinked = int(await redis.run(lambda r: r.unlink(*keys)))
     metrics.PURGED_KEYS.inc(unlinked)
     return unlinked
-
-
-async def _scan(
-    redis: RedisCache, cursor: int, pattern: str, count: int
-) -> tuple[int, list[bytes]]:
-    async def scan(r: Redis) -> tuple[int, list[bytes]]:
-        next_cursor, found = await r.scan(cursor=cursor, match=pattern, count=count)
-        return int(next_cursor), cast(list[bytes], found)
-
-    return await redis.run(scan)

@@ -1,4 +1,5 @@
-"""Real processes: Redis master + replica + 3 Sentinels, and gunicorn replicas over HTTP.
+"""Real processes: Redis master + replica + 3 Sentinels (or a 3+3 Redis Cluster), and gunicorn
+replicas over HTTP.
 
 Every module here marks itself ``pytestmark = pytest.mark.integration``, as the k8s suite does."""
 
@@ -20,7 +21,9 @@ from devtools.localstack.processes import (
     start_mlflow,
     start_replica,
 )
+from devtools.localstack.redis_cluster import RedisClusterProcs
 from service.cache.keys import KeySpace
+from tests.support.keys import RedisBackend
 from tests.support.registry import register_v1_v2, reset_to_v1
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +43,24 @@ def sentinel_cluster(
     cluster = SentinelCluster(tmp_path_factory.mktemp("redis")).start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(
+    require_redis: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisClusterProcs]:
+    """One Redis Cluster (3 primaries + 3 replicas) for the session's well-behaved tests."""
+    cluster = RedisClusterProcs(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sentinel", "cluster"])
+def redis_backend(request: pytest.FixtureRequest) -> RedisBackend:
+    """The session's Sentinel cluster, then its Redis Cluster: a scenario on both backends."""
+    name = "sentinel_cluster" if request.param == "sentinel" else "redis_cluster"
+    backend: RedisBackend = request.getfixturevalue(name)
+    return backend
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from service.cache.hot import HOT_TTL_SECONDS
 from service.cache.keys import KeySpace
 from tests.integration.conftest import ReplicaFactory
 from tests.support.events import forged, signed
-from tests.support.keys import published, version_keys
+from tests.support.keys import RedisBackend, published, version_keys
 from tests.support.metrics import metric
 from tests.support.payloads import dataframe_split
 from tests.support.registry import PROBE, ask, mlflow_call, register_v1_v2, wait_for_version
@@ -39,11 +39,11 @@ SECRET = "integration-test-secret"
 HOT = [[6.7, 3.0, 5.2, 2.3]]
 
 
-def env_for(name: str, tracking: str, cluster: SentinelCluster, cache: Path) -> dict[str, str]:
+def env_for(name: str, tracking: str, cluster: RedisBackend, cache: Path) -> dict[str, str]:
     return {
         "MEMOSERVE_MODEL_URI": f"models:/{name}@champion",
         "MEMOSERVE_MLFLOW_TRACKING_URI": tracking,
-        "MEMOSERVE_REDIS_SENTINELS": cluster.sentinel_addresses,
+        **cluster.client_env(),
         "MEMOSERVE_WEBHOOK_SECRET": SECRET,
         "MEMOSERVE_MODEL_CACHE_DIR": str(cache),
         "MEMOSERVE_WORKERS": "1",  # a replica here is one worker: "never v1 again" is per process
@@ -58,13 +58,14 @@ def deliver(replica: Replica, payload: dict[str, Any], secret: str, ts: str) -> 
 def test_push_path_switches_every_replica_purges_and_warms(
     mlflow_server: str,
     iris_v1_v2: str,
-    sentinel_cluster: SentinelCluster,
+    redis_backend: RedisBackend,
     replicas: ReplicaFactory,
     tmp_path: Path,
 ) -> None:
+    """On Sentinel and on Redis Cluster (whose purge must visit every primary)."""
     name = iris_v1_v2
     keys = replicas.keys
-    env = env_for(name, mlflow_server, sentinel_cluster, tmp_path / "cache")
+    env = env_for(name, mlflow_server, redis_backend, tmp_path / "cache")
     # Two workers per replica: a replica's answers must not go back to v1 even though each
     # worker swaps on its own (the "serving" announcement fences the slower worker).
     env.update(
@@ -87,7 +88,7 @@ def test_push_path_switches_every_replica_purges_and_warms(
         "data": {"name": name, "alias": "champion", "version": "2"},
     }
     alias_changed = {"type": "alias_changed", "model": name, "alias": "champion"}
-    with published(sentinel_cluster, keys.events) as events:
+    with published(redis_backend, keys.events) as events:
         now = str(int(time.time()))
         for secret, ts in [("wrong-secret", now), (SECRET, str(int(time.time()) - 3600))]:
             r = deliver(a, event, secret, ts)
@@ -106,7 +107,7 @@ def test_push_path_switches_every_replica_purges_and_warms(
         f"\npush path (signed delivery → pub/sub): all workers of both replicas on v2 "
         f"{took:.2f}s after the delivery"
     )
-    settled_on([a, b], "2", [1], purged="1", cluster=sentinel_cluster, keys=keys, name=name)
+    settled_on([a, b], "2", [1], purged="1", cluster=redis_backend, keys=keys, name=name)
 
     # Through MLflow's own webhook this time; rolling back is just another promotion.
     hook = mlflow_call(
@@ -128,7 +129,7 @@ def test_push_path_switches_every_replica_purges_and_warms(
             f"push path (MLflow webhook → pub/sub): all workers on v1 {took:.2f}s after the "
             f"alias call returned (the call took {call:.2f}s)"
         )
-        settled_on([a, b], "1", [0], purged="2", cluster=sentinel_cluster, keys=keys, name=name)
+        settled_on([a, b], "1", [0], purged="2", cluster=redis_backend, keys=keys, name=name)
     finally:
         mlflow_call(registry.client(mlflow_server).delete_webhook, hook)
 
@@ -139,7 +140,7 @@ def settled_on(
     predictions: list[int],
     *,
     purged: str,
-    cluster: SentinelCluster,
+    cluster: RedisBackend,
     keys: KeySpace,
     name: str,
 ) -> None:

@@ -1,4 +1,5 @@
-"""Serving core over real HTTP: gunicorn replicas sharing a real Redis Sentinel cache."""
+"""Serving core over real HTTP: gunicorn replicas sharing a real Redis Sentinel cache (and, for
+the scenarios that take ``redis_backend``, a real Redis Cluster too)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from devtools.localstack.processes import LOOPBACK, SentinelCluster, wait_until
 from service.cache.envelope import seal, unseal
 from tests.integration.conftest import ReplicaFactory
 from tests.support.failover import through_failover
-from tests.support.keys import master_keys, master_ttl, row_entries
+from tests.support.keys import RedisBackend, master_keys, master_ttl, row_entries
 from tests.support.metrics import metric
 from tests.support.models import CountingModel, calls
 from tests.support.payloads import IRIS_COLUMNS, IRIS_ROWS
@@ -39,12 +40,9 @@ def counting_model(
 
 
 def test_a_row_computed_by_one_replica_is_a_hit_on_another(
-    sentinel_cluster: SentinelCluster, replicas: ReplicaFactory, iris_path: Path
+    redis_backend: RedisBackend, replicas: ReplicaFactory, iris_path: Path
 ) -> None:
-    env = {
-        "MEMOSERVE_MODEL_URI": str(iris_path),
-        "MEMOSERVE_REDIS_SENTINELS": sentinel_cluster.sentinel_addresses,
-    }
+    env = {"MEMOSERVE_MODEL_URI": str(iris_path), **redis_backend.client_env()}
     a, b = replicas(**env), replicas(**env)
     with httpx.Client(base_url=a.url) as ca, httpx.Client(base_url=b.url) as cb:
         first = ca.post("/invocations", json=split(IRIS_ROWS[:1]))
@@ -52,7 +50,7 @@ def test_a_row_computed_by_one_replica_is_a_hit_on_another(
         assert first.headers["x-cache"] == "MISS"
         version = first.headers["x-model-version"]
         wait_until(  # the write is fire-and-forget: it lands right after the answer
-            lambda: len(row_entries(sentinel_cluster, replicas.keys, "iris", version)) == 1,
+            lambda: len(row_entries(redis_backend, replicas.keys, "iris", version)) == 1,
             5,
             "the entry written behind the answer",
         )
@@ -65,14 +63,12 @@ def test_a_row_computed_by_one_replica_is_a_hit_on_another(
         assert partial.json() == {"predictions": [0, 2]}
 
         ns = replicas.namespace
-        entries = row_entries(sentinel_cluster, replicas.keys, "iris", version, "predict")
+        entries = row_entries(redis_backend, replicas.keys, "iris", version, "predict")
         assert len(entries) == 2
-        assert all(0 < master_ttl(sentinel_cluster, k) <= 3600 for k in entries)
+        assert all(0 < master_ttl(redis_backend, k) <= 3600 for k in entries)
         # Beside the entries: the published active version and, when sampled, the hot-row set.
         # Everything memoserve writes expires.
-        assert all(
-            master_ttl(sentinel_cluster, k) > 0 for k in master_keys(sentinel_cluster, f"{ns}:*")
-        )
+        assert all(master_ttl(redis_backend, k) > 0 for k in master_keys(redis_backend, f"{ns}:*"))
 
 
 def test_bad_input_gets_4xx_json_and_writes_nothing(

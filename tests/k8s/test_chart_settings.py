@@ -12,7 +12,15 @@ import os
 
 import pytest
 import yaml
-from k8s_manifests import Manifest, Render, containers, env_names, get, pod_template
+from k8s_manifests import (
+    HelmTemplate,
+    Manifest,
+    Render,
+    containers,
+    env_names,
+    get,
+    pod_template,
+)
 from k8s_tools import CHART, SCENARIOS
 
 from service.settings import Settings
@@ -40,7 +48,8 @@ DERIVED = {
     "mlflow_tracking_uri": "mlflow.enabled / mlflow.external.trackingUri",
     "webhook_secret": "webhookSecret / existingSecret",
     "redis_url": "redis.external.url / existingSecret",
-    "redis_sentinels": "redis.enabled / redis.external.sentinels",
+    "redis_sentinels": "redis.mode / redis.external.sentinels",
+    "redis_cluster_nodes": "redis.mode / redis.external.clusterNodes",
     "redis_master_name": "redis.sentinel.masterName / redis.external.masterName",
     "redis_password": "redis.auth.password / redis.external.password / existingSecret",
     "redis_sentinel_password": "redis.auth.password / redis.external.sentinelPassword",
@@ -152,3 +161,39 @@ def test_production_settings_pass_the_production_checks(
     settings = settings_from(manifests, monkeypatch)
     assert settings.environment == "production"
     assert settings.webhook_secret.get_secret_value() != "memoserve-dev-webhook-secret"
+
+
+def test_external_cluster_nodes_select_the_cluster_mode(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes = "redis.external.clusterNodes={c0:7000,c1:7001}"
+    settings = settings_from(render(None, "redis.mode=external", nodes), monkeypatch)
+    assert settings.cluster_addresses == [("c0", 7000), ("c1", 7001)]
+    assert (settings.redis_sentinels, settings.redis_url) == ("", "")
+
+
+def test_two_external_redis_modes_fail_the_render(helm_template: HelmTemplate) -> None:
+    external = {"clusterNodes": ["c0:7000"], "sentinels": ["s0:26379"]}
+    done = helm_template({"redis": {"mode": "external", "external": external}})
+    assert done.returncode != 0
+    assert "set one of sentinels, clusterNodes and url" in done.stderr
+
+
+def test_cluster_mode_runs_a_cluster_and_points_memoserve_at_its_nodes(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = render("redis-cluster")
+    settings = settings_from(manifests, monkeypatch)
+    hosts = [host for host, _ in settings.cluster_addresses]
+    assert hosts == [
+        f"memoserve-redis-cluster-{i}.memoserve-redis-cluster-headless" for i in range(6)
+    ]
+    assert settings.redis_sentinels == "" and settings.redis_password is not None
+    cluster = get(manifests, "StatefulSet", "memoserve-redis-cluster")
+    assert cluster["spec"]["replicas"] == 6
+    job = get(manifests, "Job", "memoserve-redis-cluster-bootstrap")
+    assert "post-install" in job["metadata"]["annotations"]["helm.sh/hook"]
+    script = get(manifests, "ConfigMap", "memoserve-redis-cluster-scripts")["data"]
+    assert "--cluster-replicas 1 --cluster-yes" in script["bootstrap.sh"]
+    assert "requirepass ${REDIS_PASSWORD}" in script["init.sh"]  # never on a command line
+    assert not [m for m in manifests if m["metadata"]["name"] == "memoserve-redis"]

@@ -46,7 +46,13 @@ SKIPS: dict[str, tuple[frozenset[str] | None, str]] = {
         "from environment variables only (secretKeyRef, never in the pod spec's plain text)",
     ),
     "CKV_K8S_40": (
-        frozenset({"StatefulSet/memoserve-redis"}),
+        frozenset(
+            {
+                "StatefulSet/memoserve-redis",
+                "StatefulSet/memoserve-redis-cluster",
+                "Job/memoserve-redis-cluster-bootstrap",
+            }
+        ),
         "uid 999 is the official Redis image's `redis` user, which owns its directories",
     ),
     "CKV_K8S_8": (

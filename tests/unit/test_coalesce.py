@@ -97,9 +97,9 @@ def replica(redis: RedisCache, keys: KeySpace, wait_ms: int = 2000) -> RedisLock
 
 
 async def test_a_second_replica_waits_for_the_value_the_first_one_stores(
-    redis_cache: RedisCache, keys: KeySpace
+    shared_redis: RedisCache, keys: KeySpace
 ) -> None:
-    a, b = replica(redis_cache, keys), replica(redis_cache, keys)
+    a, b = replica(shared_redis, keys), replica(shared_redis, keys)
     row = [keys.row_prefix("m", "1", "predict") + "d"]
     model_a, model_b = Model(), Model()
     model_a.gate.clear()
@@ -109,17 +109,17 @@ async def test_a_second_replica_waits_for_the_value_the_first_one_stores(
     await asyncio.sleep(0.05)
     model_a.gate.set()
     values = await first
-    await redis_cache.set_many(list(zip(row, values, strict=True)), 60)  # a's store
+    await shared_redis.set_many(list(zip(row, values, strict=True)), 60)  # a's store
     assert await second == values
     assert model_b.calls == []  # b never computed
     await a.release(row)
-    assert await redis_cache.run(lambda r: r.exists(keys.lock(row[0]))) == 0
+    assert await shared_redis.run(lambda r: r.exists(keys.lock(row[0]))) == 0
 
 
 async def test_a_lock_holder_that_stores_nothing_is_waited_out_then_computed(
-    redis_cache: RedisCache, keys: KeySpace
+    shared_redis: RedisCache, keys: KeySpace
 ) -> None:
-    a, b = replica(redis_cache, keys), replica(redis_cache, keys, wait_ms=100)
+    a, b = replica(shared_redis, keys), replica(shared_redis, keys, wait_ms=100)
     row = [keys.row_prefix("m", "1", "predict") + "e"]
     assert await a.run(row, Model().compute_for(row)) == [b"value-of-" + row[0].encode()]
     model_b = Model()  # a wrote nothing and kept its lock: b waits its bound, then computes
@@ -127,12 +127,12 @@ async def test_a_lock_holder_that_stores_nothing_is_waited_out_then_computed(
     assert model_b.calls == [row]
 
 
-async def test_abandoned_locks_are_freed(redis_cache: RedisCache, keys: KeySpace) -> None:
+async def test_abandoned_locks_are_freed(shared_redis: RedisCache, keys: KeySpace) -> None:
     background = BackgroundTasks("t")
-    a = RedisLockCoalescer(redis_cache, keys, background, lock_ms=5000, wait_ms=100)
+    a = RedisLockCoalescer(shared_redis, keys, background, lock_ms=5000, wait_ms=100)
     row = [keys.row_prefix("m", "1", "predict") + "f"]
     await a.run(row, Model().compute_for(row))
-    assert await redis_cache.run(lambda r: r.exists(keys.lock(row[0]))) == 1
+    assert await shared_redis.run(lambda r: r.exists(keys.lock(row[0]))) == 1
     a.abandon(row)  # no-store: nothing will be written
     await background.drain()
-    assert await redis_cache.run(lambda r: r.exists(keys.lock(row[0]))) == 0
+    assert await shared_redis.run(lambda r: r.exists(keys.lock(row[0]))) == 0

@@ -1,4 +1,4 @@
-"""Settings refuse unsafe production values and parse Sentinel lists."""
+"""Settings refuse unsafe production values and two Redis modes, and parse node lists."""
 
 from __future__ import annotations
 
@@ -69,3 +69,31 @@ def test_canary_and_shadow_are_other_aliases_of_a_registry_model() -> None:
     ]:
         with pytest.raises(ValidationError, match=says):
             Settings(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"redis_url": "redis://r", "redis_sentinels": "s:1"}, "URL and MEMOSERVE_REDIS_SENTINELS"),
+        (
+            {"redis_sentinels": "s:1", "redis_cluster_nodes": "c:1"},
+            "SENTINELS and MEMOSERVE_REDIS_C",
+        ),
+        (
+            {"redis_url": "redis://r", "redis_cluster_nodes": "c:1"},
+            "URL and MEMOSERVE_REDIS_CLUSTER",
+        ),
+    ],
+)
+def test_two_redis_modes_are_refused_by_name(given: dict[str, str], named: str) -> None:
+    with pytest.raises(ValidationError, match=f"set only one of MEMOSERVE_REDIS_{named}"):
+        Settings(**given)
+
+
+def test_cluster_nodes_are_parsed_and_count_as_a_shared_cache() -> None:
+    s = Settings(
+        environment="production",
+        webhook_secret="s" * 32,
+        redis_cluster_nodes="c1:7000, [::1]:7001",
+    )
+    assert s.cluster_addresses == [("c1", 7000), ("::1", 7001)]

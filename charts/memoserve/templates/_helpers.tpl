@@ -134,7 +134,7 @@ Create the name of the service account to use
 
 {{/* `host:port` of every Sentinel, in-chart or external, comma-separated. */}}
 {{- define "memoserve.redis.sentinels" -}}
-{{- if .Values.redis.enabled }}
+{{- if eq .Values.redis.mode "sentinel" }}
 {{- $fullname := include "memoserve.redis.fullname" . }}
 {{- $headless := include "memoserve.redis.headless" . }}
 {{- $port := int .Values.redis.sentinel.port }}
@@ -143,13 +143,41 @@ Create the name of the service account to use
 {{- $hosts = append $hosts (printf "%s-%d.%s:%d" $fullname $i $headless $port) }}
 {{- end }}
 {{- join "," $hosts }}
-{{- else }}
+{{- else if eq .Values.redis.mode "external" }}
 {{- join "," .Values.redis.external.sentinels }}
 {{- end }}
 {{- end }}
 
+{{/* `host:port` of the external Redis Cluster's nodes, comma-separated; empty otherwise. */}}
+{{- define "memoserve.redis.clusterNodes" -}}
+{{- if eq .Values.redis.mode "cluster" }}
+{{- $fullname := include "memoserve.redis.cluster.fullname" . }}
+{{- $headless := include "memoserve.redis.cluster.headless" . }}
+{{- $hosts := list }}
+{{- range $i := until (int (include "memoserve.redis.cluster.pods" .)) }}
+{{- $hosts = append $hosts (printf "%s-%d.%s:%d" $fullname $i $headless (int $.Values.redis.port)) }}
+{{- end }}
+{{- join "," $hosts }}
+{{- else if eq .Values.redis.mode "external" }}
+{{- join "," .Values.redis.external.clusterNodes }}
+{{- end }}
+{{- end }}
+
+{{- define "memoserve.redis.cluster.fullname" -}}
+{{- printf "%s-redis-cluster" (include "memoserve.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "memoserve.redis.cluster.headless" -}}
+{{- printf "%s-redis-cluster-headless" (include "memoserve.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Pods of the in-chart cluster: every primary and its replicas. */}}
+{{- define "memoserve.redis.cluster.pods" -}}
+{{- mul (int .Values.redis.cluster.primaries) (add1 (int .Values.redis.cluster.replicasPerPrimary)) }}
+{{- end }}
+
 {{- define "memoserve.redis.masterName" -}}
-{{- if .Values.redis.enabled }}
+{{- if ne .Values.redis.mode "external" }}
 {{- .Values.redis.sentinel.masterName }}
 {{- else }}
 {{- .Values.redis.external.masterName }}
@@ -201,7 +229,7 @@ A Redis password for redis-server, sentinel and redis-cli (REDISCLI_AUTH), from 
 
 {{/* "true" when the in-chart Redis gives memoserve an ACL user of its own. */}}
 {{- define "memoserve.redis.acl" -}}
-{{- if and .Values.redis.enabled .Values.redis.auth.enabled .Values.redis.acl.enabled }}true{{ end }}
+{{- if and (eq .Values.redis.mode "sentinel") .Values.redis.auth.enabled .Values.redis.acl.enabled }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -237,14 +265,14 @@ only. tests/integration/test_redis_security.py applies exactly this rule to a re
 {{- define "memoserve.redis.username" -}}
 {{- if include "memoserve.redis.acl" . }}
 {{- .Values.redis.acl.username }}
-{{- else if not .Values.redis.enabled }}
+{{- else if eq .Values.redis.mode "external" }}
 {{- .Values.redis.external.username }}
 {{- end }}
 {{- end }}
 
 {{/* The Secret whose `ca.crt` memoserve verifies Redis and the Sentinels with ("" for none). */}}
 {{- define "memoserve.redis.caSecret" -}}
-{{- if .Values.redis.enabled }}
+{{- if ne .Values.redis.mode "external" }}
 {{- if .Values.redis.tls.enabled }}{{ required "redis.tls.existingSecret is required with redis.tls.enabled" .Values.redis.tls.existingSecret }}{{ end }}
 {{- else }}
 {{- .Values.redis.external.tlsCaSecret }}

@@ -8,9 +8,10 @@ from typing import cast
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import SlotNotCoveredError
 
 from service.cache.breaker import BreakerState, CircuitBreaker
-from service.cache.redis import RedisCache
+from service.cache.redis import Client, RedisCache
 from service.errors import CacheUnavailable
 
 
@@ -39,3 +40,16 @@ async def test_a_cancelled_half_open_probe_does_not_wedge_the_breaker() -> None:
         await probe
     assert await cache.run(ok) == 1  # the next call is let through as a new probe
     assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_cluster_without_a_slot_map_is_a_redis_failure_not_a_crash() -> None:
+    # redis-py's cluster errors (no node reachable, a slot not covered) are no RedisErrors.
+    breaker = CircuitBreaker(1, 60.0)
+    cache = RedisCache(cast(Redis, object()), breaker, deadline_seconds=5)
+
+    async def no_slots(_r: Client) -> None:
+        raise SlotNotCoveredError("slot 42 is not covered")
+
+    with pytest.raises(CacheUnavailable, match="SlotNotCoveredError"):
+        await cache.run(no_slots)
+    assert breaker.state is BreakerState.OPEN

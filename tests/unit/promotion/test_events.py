@@ -23,9 +23,9 @@ from tests.support.waiting import eventually
 
 
 async def test_published_events_reach_the_handler_and_bad_ones_are_survived(
-    redis_cache: RedisCache, keys: KeySpace
+    shared_redis: RedisCache, keys: KeySpace
 ) -> None:
-    bus = EventBus(redis_cache, keys.events, key=KEY)
+    bus = EventBus(shared_redis, keys.events, key=KEY)
     seen: list[dict[str, Any]] = []
     arrived = asyncio.Event()
 
@@ -38,7 +38,7 @@ async def test_published_events_reach_the_handler_and_bad_ones_are_survived(
     bus.start(handler)
     try:
         await asyncio.wait_for(bus.subscribed.wait(), 5)
-        await redis_cache.run(lambda r: r.publish(keys.events, b"not json"))
+        await shared_redis.run(lambda r: r.publish(keys.events, b"not json"))
         assert await bus.publish({"fail": True})
         assert await bus.publish({"type": "serving", "version": "2"})
         await asyncio.wait_for(arrived.wait(), 5)

@@ -27,36 +27,36 @@ async def exists(redis: RedisCache, names: list[str]) -> int:
 
 
 async def test_every_key_of_the_version_goes_and_nothing_else(
-    redis_cache: RedisCache, keys: KeySpace
+    shared_redis: RedisCache, keys: KeySpace
 ) -> None:
-    old = await seed(redis_cache, keys, "1", 25)
-    kept = await seed(redis_cache, keys, "2", 3)
-    other = await seed(redis_cache, KeySpace(keys.namespace + "x"), "1", 3)
-    await put(redis_cache, keys.active("m"), b"2")
+    old = await seed(shared_redis, keys, "1", 25)
+    kept = await seed(shared_redis, keys, "2", 3)
+    other = await seed(shared_redis, KeySpace(keys.namespace + "x"), "1", 3)
+    await put(shared_redis, keys.active("m"), b"2")
     before = sample("memoserve_cache_purged_keys_total")
 
-    purged = await purge_version(redis_cache, keys, "m", "1", batch=10, attempt="swap")
+    purged = await purge_version(shared_redis, keys, "m", "1", batch=10, attempt="swap")
 
     assert purged == len(old)
-    assert await exists(redis_cache, old) == 0
-    assert await exists(redis_cache, kept + other) == len(kept + other)
+    assert await exists(shared_redis, old) == 0
+    assert await exists(shared_redis, kept + other) == len(kept + other)
     assert sample("memoserve_cache_purged_keys_total") == before + len(old)
-    assert await exists(redis_cache, [keys.purge_lock("m", "1", "swap")]) == 0  # released
+    assert await exists(shared_redis, [keys.purge_lock("m", "1", "swap")]) == 0  # released
 
 
 async def test_a_version_active_again_is_not_purged(
-    redis_cache: RedisCache, keys: KeySpace
+    shared_redis: RedisCache, keys: KeySpace
 ) -> None:
-    old = await seed(redis_cache, keys, "1", 3)
-    await put(redis_cache, keys.active("m"), b"1")  # rolled back to 1
-    assert await purge_version(redis_cache, keys, "m", "1", batch=10, attempt="sweep") is None
-    assert await exists(redis_cache, old) == len(old)
+    old = await seed(shared_redis, keys, "1", 3)
+    await put(shared_redis, keys.active("m"), b"1")  # rolled back to 1
+    assert await purge_version(shared_redis, keys, "m", "1", batch=10, attempt="sweep") is None
+    assert await exists(shared_redis, old) == len(old)
 
 
 async def test_another_replicas_purge_is_not_repeated(
-    redis_cache: RedisCache, keys: KeySpace
+    shared_redis: RedisCache, keys: KeySpace
 ) -> None:
-    old = await seed(redis_cache, keys, "1", 3)
-    await put(redis_cache, keys.purge_lock("m", "1", "swap"), b"1")
-    assert await purge_version(redis_cache, keys, "m", "1", batch=10, attempt="swap") is None
-    assert await exists(redis_cache, old) == len(old)
+    old = await seed(shared_redis, keys, "1", 3)
+    await put(shared_redis, keys.purge_lock("m", "1", "swap"), b"1")
+    assert await purge_version(shared_redis, keys, "m", "1", batch=10, attempt="swap") is None
+    assert await exists(shared_redis, old) == len(old)
