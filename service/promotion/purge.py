@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Collection, Iterable
-from typing import cast
+from typing import Any, cast
 
 from service.cache.keys import OUTPUTS, KeySpace
 from service.cache.redis import RedisCache
@@ -26,9 +26,16 @@ def still_served(version: str, served: Iterable[bytes | str | None]) -> bool:
 
 
 async def served_versions(redis: RedisCache, keys: KeySpace, model: str) -> list[bytes | None]:
-    """The versions every arm's ``active`` key names (None where an arm published none)."""
-    found = await redis.run(lambda r: r.mget(keys.actives(model)))
-    return cast(list[bytes | None], found)
+    """The versions every arm's ``active`` key names (None where an arm published none).
+    One GET each in a pipeline, not an MGET: on a cluster the keys live in different slots."""
+
+    async def read(r: Any) -> list[bytes | None]:
+        async with r.pipeline(transaction=False) as pipe:
+            for key in keys.actives(model):
+                pipe.get(key)
+            return cast(list[bytes | None], await pipe.execute())
+
+    return await redis.run(read)
 
 
 async def purge_version(
