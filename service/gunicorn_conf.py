@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from service.observability.logs import gunicorn_logconfig
 from service.settings import Settings
 
 _settings = Settings()
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
 bind = [_settings.bind] + ([_settings.metrics_bind] if _settings.metrics_bind else [])
 workers = _settings.workers
@@ -64,7 +67,20 @@ def post_fork(server: Any, worker: Any) -> None:
     """Per-worker set-up that is not fork-safe (tracing exporters) goes here."""
     from service.observability import setup_worker
 
+    exit_with_master(server.pid)
     setup_worker(_settings)
+
+
+def exit_with_master(master_pid: int) -> None:
+    """Have the kernel send this worker SIGTERM (a graceful stop) when its master dies: a
+    master killed with SIGKILL would otherwise leave it serving, orphaned (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: gunicorn's own checks remain
+        return
+    if os.getppid() != master_pid:  # the master died before the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -71,5 +71,9 @@ class MemoserveWorker(UvicornWorker):  # type: ignore[misc]
             "lifespan": "on",
             # Past this many connections or requests in progress, uvicorn answers 503 at once.
             "limit_concurrency": settings.limit_concurrency,
+            # uvicorn's drain waits for every open connection for ever; the master bounds it
+            # with SIGKILL, but a worker whose master died (SIGTERM from PR_SET_PDEATHSIG)
+            # must bound it itself.
+            "timeout_graceful_shutdown": settings.graceful_timeout,
         }
         super().__init__(*args, **kwargs)

@@ -6,6 +6,7 @@ Every process is started on a free loopback port and stopped by whoever started 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -69,14 +70,21 @@ class Proc:
         return self.popen.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        """Signal it and wait; SIGKILL if it lingers."""
+        """Signal it and wait; SIGKILL if it lingers. Then SIGKILL whatever is left of its
+        process group (its own session): a gunicorn master killed, or crashed, must not leave
+        its workers running."""
         if self.popen.poll() is None:
             self.popen.send_signal(sig)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.popen.kill()
+                self._kill_group()
                 self.popen.wait(5)
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
 
     def kill(self) -> None:
         """SIGKILL, as a crash."""

@@ -104,3 +104,24 @@ def test_sigkill_of_a_worker_fails_only_what_it_had_in_flight(
     assert len(tally.lost) <= STREAMS  # at most one in flight per stream, all on the victim
     assert all(a.sent < kill for a in tally.lost)
     assert [a for a in tally.non_200 if not a.lost] == []
+
+
+def test_sigkill_of_the_master_takes_its_workers_down(
+    replicas: ReplicaFactory, tmp_path: Path, report: Report
+) -> None:
+    """Without PR_SET_PDEATHSIG the workers kept serving, orphaned, after their master died."""
+    url, master = slow_replica(replicas, tmp_path)
+    workers = workers_of(master)
+    assert len(workers) == 2
+    os.kill(master, signal.SIGKILL)
+    replicas.started[0].proc.popen.wait(10)
+
+    def gone(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # exited, not yet reaped
+        except FileNotFoundError:
+            return True
+
+    wait_until(lambda: all(gone(w) for w in workers), 30, "the orphaned workers to stop")
+    report.record("Master SIGKILL: its workers stop too", requests=0, non_200=0)
