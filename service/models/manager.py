@@ -149,8 +149,10 @@ class ModelManager:
         old = self.current
         for hook in self.before_swap:
             await _run_hook(hook, old, model, "before-swap")
-        if self.replica_fence is not None and old is not None:
-            self.replica_fence.publish(model.version)  # siblings fence before we answer
+        if self.replica_fence is not None:
+            # Siblings fence before we answer; a first load too: a worker that starts while the
+            # alias moves can read the new version before a running sibling has heard of it.
+            self.replica_fence.publish(model.version)
         self.current = model
         self.fence = None
         self.load_error = None

@@ -104,6 +104,7 @@ def test_a_miss_and_a_hit_as_exported_by_a_worker(traced: Traced) -> None:
         "cache.layer": "redis",
         "model.name": "iris",
         "model.version": miss_line["model_version"],
+        "model.arm": "champion",
     }
     assert miss["model.predict"].attributes["batch.size"] == 1
     assert miss["cache.store"].attributes == {"cache.layer": "redis", "cache.keys": 1}
