@@ -174,3 +174,34 @@ def _ready(url: str) -> bool:
 def median(values: list[float]) -> float:
     """Median, for quoting noisy runs."""
     return statistics.median(values)
+
+
+RESULTS = REPO / "loadtest" / "results"
+
+
+def save_results(bench: str, args: object, cases: Mapping[str, Mapping[str, list[float]]],
+                 **extra: object) -> Path:
+    """Write ``loadtest/results/<bench>.json``: the arguments, every round of every case and its
+    medians (what ``loadtest.report`` turns into the README's Performance tables)."""
+    import datetime
+    import platform
+
+    RESULTS.mkdir(exist_ok=True)
+    data = {
+        "bench": bench,
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "args": vars(args) if hasattr(args, "__dict__") else args,
+        "cases": {
+            name: {
+                **{f"median_{k}": median(v) for k, v in metrics.items() if v},
+                "rounds": dict(metrics),
+            }
+            for name, metrics in cases.items()
+        },
+        **extra,
+    }
+    path = RESULTS / f"{bench}.json"
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {path.relative_to(REPO)}")
+    return path
