@@ -4,7 +4,9 @@ of --keys rows on each; prints medians of --rounds and the cluster/Sentinel rati
 Both memoserve servers (1 worker each) run at once and wrk alternates between them within a
 round, so the machine's noise falls on both alike. Requests: one row (one key: one node), and
 32 rows (keys on every primary). The purge is ``purge_version`` (SCAN + UNLINK, every primary
-of the cluster) through the service's own cache classes. Loopback only."""
+of the cluster) through the service's own cache classes, run while wrk sends 1-row hits to that
+backend's memoserve in 1 s slices: the hits' p99 before and during the purge is its cost to
+serving. Loopback only."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from redis.asyncio import Redis
 
 from devtools.localstack.processes import LOOPBACK, SentinelCluster
 from devtools.localstack.redis_cluster import RedisClusterProcs
-from loadtest.common import gunicorn, median, wrk
+from loadtest.common import gunicorn, median, save_results, wrk
 from memoserve_models import demo
 from service.cache.breaker import CircuitBreaker
 from service.cache.cluster import ClusterCache, build_cluster
@@ -61,25 +63,49 @@ def hits(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, dict[str, 
     return out
 
 
-async def purges(args: argparse.Namespace, caches: dict[str, RedisCache]) -> dict[str, list[float]]:
-    """Keys/s of purging --keys rows, per backend and round."""
+async def purges(
+    args: argparse.Namespace, caches: dict[str, RedisCache], urls: dict[str, str]
+) -> dict[str, dict[str, list[float]]]:
+    """Per backend and round: keys/s of purging --keys rows while that backend's memoserve
+    serves 1-row hits, and the hits' p99 before and during the purge."""
     ks = KeySpace("bench-purge")
-    out: dict[str, list[float]] = {name: [] for name in caches}
+    post = {"method": "POST", "body": body(1), "headers": {"Content-Type": "application/json"}}
+    out: dict[str, dict[str, list[float]]] = {}
     for _ in range(args.rounds):
         for name, cache in caches.items():
             version = f"v{time.monotonic_ns()}"
             prefix = ks.row_prefix("iris", version, "predict")
             rows = KeySpace.rows(prefix, (b"%d" % i for i in range(args.keys)))
             for i in range(0, len(rows), 2000):
-                await cache.set_many([(k, b"[1]") for k in rows[i : i + 2000]], 600)
+                await cache.set_many([(k, b"[1]") for k in rows[i : i + 2000]], 3600)
+            target = urls[name] + "/invocations"
+            before = await asyncio.to_thread(wrk, target, seconds=2, connections=16, **post)
             start = time.perf_counter()
-            purged = await purge_version(cache, ks, "iris", version, batch=500, attempt="b")
+            task = asyncio.create_task(
+                purge_version(cache, ks, "iris", version, batch=500, attempt="b")
+            )
+            ended: list[float] = []
+            task.add_done_callback(lambda _: ended.append(time.perf_counter()))
+            during: list[float] = []
+            while not task.done():  # 1 s slices of hits until the purge ends
+                result = await asyncio.to_thread(wrk, target, seconds=1, connections=16, **post)
+                if result.errors:
+                    raise SystemExit(f"{name}: {result.errors} failed requests during the purge")
+                during.append(result.p99_ms)
+            purged = await task
+            seconds = ended[0] - start
             assert purged == args.keys, (name, purged)
-            out[name].append(args.keys / (time.perf_counter() - start))
+            case = out.setdefault(name, {"keys_s": [], "seconds": [], "p99": [], "p99_purge": []})
+            case["keys_s"].append(args.keys / seconds)
+            case["seconds"].append(seconds)
+            case["p99"].append(before.p99_ms)
+            case["p99_purge"].append(median(during))
     return out
 
 
-async def purge_all(args: argparse.Namespace, nodes: str, master: int) -> dict[str, list[float]]:
+async def purge_all(
+    args: argparse.Namespace, nodes: str, master: int, urls: dict[str, str]
+) -> dict[str, dict[str, list[float]]]:
     # Serving keeps 50 ms timeouts; bulk seeding on a busy machine needs more.
     settings = Settings(
         redis_cluster_nodes=nodes, redis_socket_timeout_ms=5000, redis_connect_timeout_ms=5000
@@ -95,7 +121,7 @@ async def purge_all(args: argparse.Namespace, nodes: str, master: int) -> dict[s
         ),
     }
     try:
-        return await purges(args, caches)
+        return await purges(args, caches, urls)
     finally:
         for cache in caches.values():
             await cache.close()
@@ -105,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--keys", type=int, default=200_000)
+    parser.add_argument("--keys", type=int, default=1_000_000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="memoserve-bench-cluster-"))
     model = work / "iris.skops"
@@ -131,22 +157,34 @@ def main() -> None:
             for name, env in envs.items()
         }
         hit = hits(args, urls)
-        purge = asyncio.run(purge_all(args, cluster.nodes, sentinel.current_master_port()))
+        purge = asyncio.run(purge_all(args, cluster.nodes, sentinel.current_master_port(), urls))
 
     print(f"\nmedians of {args.rounds} rounds (1 worker each, 16 connections, L1 off)")
     print(f"{'case':<18} {'req/s':>9} {'p99 ms':>8}")
     for name, r in hit.items():
         print(f"{name:<18} {median(r['rps']):>9.0f} {median(r['p99']):>8.2f}")
-    for rows in (1, 32):
-        ratio = median(hit[f"cluster {rows}-row"]["rps"]) / median(
-            hit[f"sentinel {rows}-row"]["rps"]
+    for name, r in purge.items():
+        print(
+            f"purge of {args.keys} keys, {name}: {median(r['seconds']):.1f} s, "
+            f"{median(r['keys_s']):.0f} keys/s; 1-row hit p99 {median(r['p99']):.2f} ms before, "
+            f"{median(r['p99_purge']):.2f} ms during"
         )
-        print(f"redis-hit req/s cluster/sentinel, {rows}-row requests: {ratio:.2f}")
-    for name, rates in purge.items():
-        print(f"purge of {args.keys} keys, {name}: {median(rates):.0f} keys/s")
-    print(
-        f"purge keys/s cluster/sentinel: {median(purge['cluster']) / median(purge['sentinel']):.2f}"
+    ratios = {
+        f"redis-hit rps cluster/sentinel {rows}-row": median(hit[f"cluster {rows}-row"]["rps"])
+        / median(hit[f"sentinel {rows}-row"]["rps"])
+        for rows in (1, 32)
+    }
+    ratios["purge keys/s cluster/sentinel"] = median(purge["cluster"]["keys_s"]) / median(
+        purge["sentinel"]["keys_s"]
     )
+    for name in BACKENDS:
+        ratios[f"hit p99 during/before purge {name}"] = median(purge[name]["p99_purge"]) / median(
+            purge[name]["p99"]
+        )
+    for name, ratio in ratios.items():
+        print(f"{name}: {ratio:.2f}")
+    cases = {**hit, **{f"purge {name}": r for name, r in purge.items()}}
+    save_results("bench_cluster", args, cases, ratios=ratios)
 
 
 if __name__ == "__main__":
