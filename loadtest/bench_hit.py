@@ -5,9 +5,14 @@ Serves, each with memoserve's gunicorn config (1 worker unless --workers):
   l1-hit    memoserve, the same row again: answered from the in-process near-cache
   redis-hit memoserve with L1 off: one Redis MGET per request
   miss      memoserve with `Cache-Control: no-cache, no-store`: the model on every request
+  seed      the tutorial's app memoserve grew from (loadtest/seed_app.py), hitting its Redis
+  redis-hit-asyncio / redis-hit-h11
+            the Redis hit with the stock asyncio loop / the h11 parser instead of uvloop /
+            httptools: what each earns (--no-variants skips them)
   mlflow    `mlflow models serve` of the same model (the server memoserve replaces; it has no
             cache, so every request runs the model); --no-mlflow skips it
-and prints the median of --rounds runs of each. Traffic is loopback only.
+prints the median of --rounds runs of each and writes loadtest/results/bench_hit.json.
+Traffic is loopback only.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from pathlib import Path
 import skops.io
 
 from devtools.localstack.processes import SentinelCluster, redis_available
-from loadtest.common import Result, gunicorn, median, mlflow_models_serve, wrk
+from loadtest.common import Result, gunicorn, median, mlflow_models_serve, save_results, wrk
 from memoserve_models import demo
 
+SEED_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 ROW = {
     "dataframe_split": {
         "columns": demo.IRIS_FEATURES,
@@ -40,6 +46,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
+    parser.add_argument("--no-variants", action="store_true", help="skip asyncio / h11 cases")
     args = parser.parse_args()
     if not redis_available():
         raise SystemExit("redis-server is needed for the redis-hit case")
@@ -70,9 +77,22 @@ def main() -> None:
             {**post, "headers": {**post["headers"], "Cache-Control": "no-cache, no-store"}},
         ),
     }
+    redis_hit = {**base, "MEMOSERVE_L1_ENABLED": "false"}
+    if not args.no_variants:
+        for variant in ("asyncio", "h11"):
+            worker = f"-k loadtest.workers.{variant.title()}Worker"
+            cases[f"redis-hit-{variant}"] = (APP, {**redis_hit, "GUNICORN_CMD_ARGS": worker}, post)
+    seed_env = {
+        "SEED_MODEL": str(model),
+        "SEED_REDIS_PORT": str(cluster.current_master_port()),
+        "MEMOSERVE_WORKERS": str(args.workers),
+    }
+    seed_post = {**post, "body": json.dumps(SEED_ROW)}
+    cases["seed"] = ("loadtest.seed_app:create_app()", seed_env, seed_post)
     results: dict[str, dict[str, list[float]]] = {}
     if not args.no_mlflow:
         cases["mlflow"] = ("", {}, post)
+    hello_env = {"MEMOSERVE_WORKERS": str(args.workers)}
     try:
         for name, (app, env, request) in cases.items():
             if name == "mlflow":
@@ -80,12 +100,13 @@ def main() -> None:
             else:
                 server = gunicorn(
                     app,
-                    {**base, **env} if env else {"MEMOSERVE_WORKERS": str(args.workers)},
+                    env if name == "seed" else {**base, **env} if env else hello_env,
                     work,
                     name,
                 )
             with server as url:
-                target = url + ("/" if name == "hello" else "/invocations")
+                path = {"hello": "/", "seed": "/predict"}.get(name, "/invocations")
+                target = url + path
                 wrk(target, seconds=1, connections=4, **request)  # warm up, fill the cache
                 for _ in range(args.rounds):
                     tput: Result = wrk(
@@ -109,15 +130,17 @@ def main() -> None:
         f"{args.connections} connections, wrk on the same 2 cores"
     )
     print(
-        f"{'case':<10} {'req/s':>9} {'vs hello':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'case':<18} {'req/s':>9} {'vs hello':>9} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'1-conn p50 ms':>14}"
     )
     for name, r in results.items():
         rps = median(r["rps"])
         print(
-            f"{name:<10} {rps:>9.0f} {rps / hello:>9.2f} {median(r['p50']):>8.2f} "
+            f"{name:<18} {rps:>9.0f} {rps / hello:>9.2f} {median(r['p50']):>8.2f} "
             f"{median(r['p99']):>8.2f} {median(r['lat']):>14.2f}"
         )
+    ratios = {f"{n} rps/hello": median(r["rps"]) / hello for n, r in results.items()}
+    save_results("bench_hit", args, results, ratios=ratios)
     if "mlflow" in results:
         base_lat = median(results["mlflow"]["lat"])
         print(

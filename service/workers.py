@@ -61,12 +61,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 class MemoserveWorker(UvicornWorker):  # type: ignore[misc]
     """uvicorn's default access log costs ~28% of hit throughput; ours is cheaper and JSON."""
 
+    #: The event loop and HTTP parser; ``loadtest.workers`` swaps them to measure what they earn.
+    loop: str = "uvloop"
+    http: Any = GuardedHttpToolsProtocol
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = Settings()
         GuardedHttpToolsProtocol.header_timeout = settings.header_timeout_seconds
         self.CONFIG_KWARGS: dict[str, Any] = {
-            "loop": "uvloop",
-            "http": GuardedHttpToolsProtocol,
+            "loop": self.loop,
+            "http": self.http,
             "access_log": False,
             "lifespan": "on",
             # Past this many connections or requests in progress, uvicorn answers 503 at once.
