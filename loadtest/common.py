@@ -179,8 +179,9 @@ def median(values: list[float]) -> float:
 RESULTS = REPO / "loadtest" / "results"
 
 
-def save_results(bench: str, args: object, cases: Mapping[str, Mapping[str, list[float]]],
-                 **extra: object) -> Path:
+def save_results(
+    bench: str, args: object, cases: Mapping[str, Mapping[str, list[float]]], **extra: object
+) -> Path:
     """Write ``loadtest/results/<bench>.json``: the arguments, every round of every case and its
     medians (what ``loadtest.report`` turns into the README's Performance tables)."""
     import datetime
@@ -202,6 +203,6 @@ def save_results(bench: str, args: object, cases: Mapping[str, Mapping[str, list
         **extra,
     }
     path = RESULTS / f"{bench}.json"
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {path.relative_to(REPO)}")
     return path
