@@ -73,6 +73,7 @@ wrk-bin:
 
 bench: setup redis-bin wrk-bin
 	$(BIN)/python -m loadtest.bench_hit
+	$(BIN)/python -m loadtest.bench_miss
 	$(BIN)/python -m loadtest.bench_tracing
 	$(BIN)/python -m loadtest.bench_start
 	$(BIN)/python -m loadtest.bench_cluster

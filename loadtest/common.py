@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
     e.connect + e.read + e.write + e.timeout, e.status))
 end
+%(request)s
 """
 
 
@@ -58,8 +60,12 @@ def wrk(
     seconds: float = 5.0,
     connections: int = 16,
     threads: int = 1,
+    request_lua: str = "",
+    timeout: float | None = None,
 ) -> Result:
-    """Run wrk against ``url`` (loopback only) and parse its summary."""
+    """Run wrk against ``url`` (loopback only) and parse its summary. ``request_lua`` is Lua
+    appended to the script, e.g. a ``request`` function that builds a new body per request;
+    ``timeout`` (seconds) replaces wrk's 2 s, past which a request counts as an error."""
     if not url.startswith(f"http://{LOOPBACK}:"):
         raise ValueError("benchmarks only send traffic to loopback")
     if shutil.which("wrk") is None:
@@ -71,6 +77,7 @@ def wrk(
         "method": json.dumps(method),
         "body": json.dumps(body),
         "headers": header_lines,
+        "request": request_lua,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
@@ -86,12 +93,13 @@ def wrk(
                 f"{max(1, round(seconds))}s",
                 "-s",
                 f.name,
+                *(["--timeout", f"{timeout:g}s"] if timeout else []),
                 url,
             ],
             capture_output=True,
             text=True,
             check=True,
-            timeout=seconds + 30,
+            timeout=seconds + (timeout or 0) + 30,
         ).stdout
     finally:
         os.unlink(f.name)
@@ -103,6 +111,31 @@ def wrk(
         p99_ms=data["p99_us"] / 1000,
         errors=data["errors"] + data["non2xx"],
     )
+
+
+_DISTINCT_ROWS_LUA = """
+local threads = 0
+setup = function(thread) threads = threads + 1; thread:set("seed", %(seed)d + threads) end
+init = function(args) math.randomseed(seed) end
+request = function()
+  local v = {}
+  for i = 1, %(width)d do v[i] = string.format("%%.6f", %(low)r + %(span)r * math.random()) end
+  return wrk.format(nil, nil, nil,
+    [==[{"dataframe_split":{"columns":%(columns)s,"data":[[]==] .. table.concat(v, ",") .. "]]}}")
+end
+"""
+
+
+def distinct_rows_lua(columns: Sequence[str], low: float = 0.1, high: float = 8.0) -> str:
+    """``request_lua`` for wrk(): every request a ``dataframe_split`` body of one row never sent
+    before (random values with 6 decimals in [low, high), a fresh seed per call and thread)."""
+    return _DISTINCT_ROWS_LUA % {
+        "seed": random.randrange(1 << 40),  # noqa: S311 - not cryptographic
+        "width": len(columns),
+        "low": low,
+        "span": high - low,
+        "columns": json.dumps(list(columns)),
+    }
 
 
 @contextmanager
