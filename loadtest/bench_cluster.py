@@ -85,7 +85,7 @@ async def purges(
                 purge_version(cache, ks, "iris", version, batch=500, attempt="b")
             )
             ended: list[float] = []
-            task.add_done_callback(lambda _: ended.append(time.perf_counter()))
+            task.add_done_callback(lambda _, add=ended.append: add(time.perf_counter()))
             during: list[float] = []
             while not task.done():  # 1 s slices of hits until the purge ends
                 result = await asyncio.to_thread(wrk, target, seconds=1, connections=16, **post)
