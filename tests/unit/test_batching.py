@@ -134,3 +134,39 @@ async def test_a_full_queue_answers_overloaded_at_once() -> None:
     finally:
         predictor.gate.set()
         await batcher.stop()
+
+
+async def test_a_lone_client_never_waits_for_rows_that_are_not_coming() -> None:
+    batcher = MicroBatcher(max_rows=4, max_wait_seconds=30, threads=1)
+    batcher.start()
+    predictor = Summing()
+    predictor.gate.set()
+    try:
+        for v in (1, 2):  # not one of these waits the 30 s
+            assert await asyncio.wait_for(batcher.submit(model(predictor), "predict", rows(v)), 5)
+    finally:
+        await batcher.stop()
+    assert predictor.calls == [1, 1]
+
+
+async def test_under_load_the_batch_waits_for_the_clients_just_answered() -> None:
+    batcher = MicroBatcher(max_rows=4, max_wait_seconds=30, threads=1)
+    batcher.start()
+    predictor = Summing()
+    m = model(predictor)
+    try:
+        first = asyncio.create_task(batcher.submit(m, "predict", rows(1)))
+        await asyncio.to_thread(predictor.entered.wait, 5)
+        merged = [asyncio.create_task(batcher.submit(m, "predict", rows(v))) for v in (2, 3)]
+        await asyncio.sleep(0.01)
+        predictor.gate.set()
+        await first
+        await asyncio.gather(*merged)  # a call of two requests: load
+        early = asyncio.create_task(batcher.submit(m, "predict", rows(4)))
+        await asyncio.sleep(0.05)
+        late = [asyncio.create_task(batcher.submit(m, "predict", rows(v))) for v in (5, 6, 7)]
+        assert await asyncio.wait_for(early, 5) == [b"4.0"]  # the batch filled: no 30 s wait
+        await asyncio.gather(*late)
+    finally:
+        await batcher.stop()
+    assert predictor.calls == [1, 2, 4]
