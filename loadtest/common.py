@@ -179,8 +179,9 @@ def median(values: list[float]) -> float:
 RESULTS = REPO / "loadtest" / "results"
 
 
-def save_results(bench: str, args: object, cases: Mapping[str, Mapping[str, list[float]]],
-                 **extra: object) -> Path:
+def save_results(
+    bench: str, args: object, cases: Mapping[str, Mapping[str, list[float]]], **extra: object
+) -> Path:
     """Write ``loadtest/results/<bench>.json``: the arguments, every round of every case and its
     medians (what ``loadtest.report`` turns into the README's Performance tables)."""
     import datetime
