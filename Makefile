@@ -76,6 +76,7 @@ bench: setup redis-bin wrk-bin
 	$(BIN)/python -m loadtest.bench_tracing
 	$(BIN)/python -m loadtest.bench_start
 	$(BIN)/python -m loadtest.bench_cluster
+	$(BIN)/python -m loadtest.bench_scale
 
 # --- Kubernetes tooling (owned by the platform side) ----------------------------------------
 # helm, kubectl and hadolint: a working one on PATH outside .tools/bin is used first (PATH above
