@@ -10,6 +10,8 @@ workers are added and removed with SIGTTIN/SIGTTOU (the same fork from the maste
 start-up; a cold start per point would cost more than the measuring). Two replicas are driven
 by two wrk processes at once (threads), --connections split between them: req/s is their sum,
 p99 the worse of the two. Rounds alternate the cases; each figure is the median of --rounds.
+Also printed: the CPU the workers got (in cores, from /proc) and how many of them did any real
+share of the work (a worker that accepted none of wrk's keep-alive connections idles).
 
 The machine has 2 cores, shared with wrk and Redis: nothing here can scale past 2x, and the
 4-worker points show what oversubscribing 2 cores costs, not what 4 cores would give.
@@ -44,7 +46,7 @@ from devtools.localstack.processes import (
     spawn,
     wait_until,
 )
-from loadtest.common import REPO, Result, median, save_results, wrk
+from loadtest.common import REPO, median, save_results, wrk
 from memoserve_models import demo
 
 ROW = {"dataframe_split": {"columns": demo.IRIS_FEATURES, "data": [[5.1, 3.5, 1.4, 0.2]]}}
@@ -53,11 +55,8 @@ HELLO = "loadtest.hello_app:create_app()"
 CASES = ("hello", "l1-hit", "redis-hit")
 # (label, workers per replica, replicas); "2x1" is 2 replicas of 1 worker.
 POINTS = (("1", 1, 1), ("2", 2, 1), ("4", 4, 1), ("2x1", 1, 2), ("2x2", 2, 2))
-POST = {
-    "method": "POST",
-    "body": json.dumps(ROW),
-    "headers": {"Content-Type": "application/json"},
-}
+POST = {"method": "POST", "body": json.dumps(ROW), "headers": {"Content-Type": "application/json"}}
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -69,47 +68,57 @@ class Gunicorn:
 
     @classmethod
     def start(cls, app: str, env: dict[str, str], work: Path, name: str) -> Gunicorn:
+        """As loadtest.common.gunicorn, 1 worker, without waiting (all start side by side)."""
         port = free_port()
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "MEMOSERVE_BIND": f"{LOOPBACK}:{port}",
-            "PROMETHEUS_MULTIPROC_DIR": str(work / f"{name}-prom"),
-            "MEMOSERVE_WORKERS": "1",
-            **env,
-        }
+        env = {**os.environ, "PYTHONPATH": str(REPO), "MEMOSERVE_WORKERS": "1", **env}
+        env["MEMOSERVE_BIND"] = f"{LOOPBACK}:{port}"
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(work / f"{name}-prom")
         argv = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", app]
         return cls(spawn(name, argv, work, port, env), f"http://{LOOPBACK}:{port}")
 
-    def workers(self) -> int:
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) of each worker so far."""
         pid = self.proc.popen.pid
-        return len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+        out = {}
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            stat = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            out[child] = (int(stat[11]) + int(stat[12])) / TICK
+        return out
 
     def ready(self, workers: int) -> bool:
         """``workers`` workers, and every worker ever booted past its lifespan start-up."""
         log = self.proc.log.read_text()
         booted = log.count("Booting worker with pid")
-        return self.workers() == workers and booted == log.count("Application startup complete")
+        return len(self.cpu()) == workers and booted == log.count("Application startup complete")
 
     def scale(self, workers: int) -> None:
         """One SIGTTIN/SIGTTOU at a time (the same signal twice may arrive as one)."""
-        while (n := self.workers()) != workers:
+        while (n := len(self.cpu())) != workers:
             os.kill(self.proc.popen.pid, signal.SIGTTIN if n < workers else signal.SIGTTOU)
-            wait_until(lambda n=n: self.workers() != n, 30, "gunicorn to scale", proc=self.proc)  # type: ignore[misc]
+            wait_until(lambda n=n: len(self.cpu()) != n, 30, "gunicorn to scale", proc=self.proc)  # type: ignore[misc]
         wait_until(lambda: self.ready(workers), 90, f"{self.proc.name} ready", 0.2, self.proc)
 
 
-def drive(urls: list[str], request: dict[str, Any], seconds: float, connections: int) -> Result:
-    """One wrk per URL at the same time, the connections split: summed req/s, worst p99."""
-    each = max(1, connections // len(urls))
-    with ThreadPoolExecutor(len(urls)) as pool:
-        runs = list(pool.map(lambda u: wrk(u, seconds=seconds, connections=each, **request), urls))
-    return Result(
-        rps=sum(r.rps for r in runs),
-        p50_ms=max(r.p50_ms for r in runs),
-        p99_ms=max(r.p99_ms for r in runs),
-        errors=sum(r.errors for r in runs),
-    )
+def measure(
+    up: list[Gunicorn], path: str, request: dict[str, Any], seconds: float, connections: int
+) -> dict[str, float]:
+    """One wrk per replica at once, the connections split: summed req/s, the worse p99, the
+    workers' CPU in cores and how many did over a tenth of the busiest one's work."""
+    before = [s.cpu() for s in up]
+    each = max(1, connections // len(up))
+    with ThreadPoolExecutor(len(up)) as pool:
+        runs = list(
+            pool.map(lambda s: wrk(s.url + path, seconds=seconds, connections=each, **request), up)
+        )
+    used = [v - b.get(k, 0.0) for s, b in zip(up, before, strict=True) for k, v in s.cpu().items()]
+    if errors := sum(r.errors for r in runs):
+        raise SystemExit(f"{path} on {[s.proc.name for s in up]}: {errors} failed requests")
+    return {
+        "rps": sum(r.rps for r in runs),
+        "p99": max(r.p99_ms for r in runs),
+        "cores": sum(used) / max(1, round(seconds)),  # wrk's -d is whole seconds
+        "busy": sum(u > 0.1 * max(used) for u in used),
+    }
 
 
 def main() -> None:
@@ -141,49 +150,51 @@ def main() -> None:
     began = time.monotonic()
     try:
         with ExitStack() as stack:
-            servers: dict[str, list[Gunicorn]] = {}
-            for case in CASES:
-                app, env, _, _ = served[case]
-                servers[case] = [Gunicorn.start(app, env, work, f"{case}-{i}") for i in range(2)]
-                for s in servers[case]:
-                    stack.callback(s.proc.stop)
+            servers = {
+                c: [Gunicorn.start(*served[c][:2], work, f"{c}-{i}") for i in (0, 1)] for c in CASES
+            }
+            for s in (s for pair in servers.values() for s in pair):
+                stack.callback(s.proc.stop)
             for label, workers, replicas in POINTS:
                 for case in CASES:
                     for i, s in enumerate(servers[case]):
                         s.scale(workers if i < replicas else 1)
-                targets = {c: [s.url + served[c][2] for s in servers[c][:replicas]] for c in CASES}
-                for case in CASES:  # warm up: every worker's L1, the row in Redis
-                    drive(targets[case], served[case][3], 1, 4 * workers * replicas)
+                up = {c: servers[c][:replicas] for c in CASES}
+                for c in CASES:  # warm up: every worker's L1, the row in Redis
+                    measure(up[c], *served[c][2:], 1, 4 * workers * replicas)
                 for _ in range(args.rounds):
                     for case in CASES:
-                        r = drive(targets[case], served[case][3], args.seconds, args.connections)
-                        if r.errors:
-                            raise SystemExit(f"{case} at {label}: {r.errors} failed requests")
-                        m = results.setdefault(f"{case}@{label}", {"rps": [], "p99": []})
-                        m["rps"].append(r.rps)
-                        m["p99"].append(r.p99_ms)
+                        m = measure(up[case], *served[case][2:], args.seconds, args.connections)
+                        for k, v in m.items():
+                            results.setdefault(f"{case}@{label}", {}).setdefault(k, []).append(v)
                 print(f"point {label} done at {time.monotonic() - began:.0f} s", flush=True)
     finally:
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
+    medians = {k: {m: median(v) for m, v in r.items()} for k, r in results.items()}
+    report(args, medians)
+    save_results("bench_scale", {**vars(args), "plot": str(args.plot)}, results, points=POINTS)
+    plot({k: m["rps"] for k, m in medians.items()}, args.plot)
 
-    rps = {k: median(v["rps"]) for k, v in results.items()}
+
+def report(args: argparse.Namespace, medians: dict[str, dict[str, float]]) -> None:
     print(
         f"\nmedians of {args.rounds} rounds of {args.seconds:g} s, {args.connections} connections;"
-        f" {os.cpu_count()} cores shared by servers, wrk and Redis: no linear scaling past 2"
+        f" {os.cpu_count()} cores shared by the servers, wrk and Redis: no scaling past 2x\n"
+        "workers: per replica, 2xN = 2 replicas of N workers (one wrk each, req/s summed); "
+        "cores: CPU the workers got;\nbusy: workers that did over a tenth of the busiest's work"
     )
-    print("workers: per replica; 2xN = 2 replicas of N workers, one wrk each (req/s summed)")
-    head = ("case", "workers", "req/s", "p99 ms", "vs hello", "vs 1 worker")
-    print(f"{head[0]:<10} {head[1]:>7} {head[2]:>8} {head[3]:>8} {head[4]:>9} {head[5]:>12}")
+    cols = ("case", "workers", "req/s", "p99 ms", "vs hello", "vs 1 worker", "cores", "busy")
+    print("{:<10} {:>7} {:>8} {:>8} {:>9} {:>12} {:>6} {:>5}".format(*cols))
     for case in CASES:
-        for label, _, _ in POINTS:
-            key = f"{case}@{label}"
+        for label, workers, replicas in POINTS:
+            m, rps = medians[f"{case}@{label}"], medians[f"{case}@{label}"]["rps"]
             print(
-                f"{case:<10} {label:>7} {rps[key]:>8.0f} {median(results[key]['p99']):>8.2f} "
-                f"{rps[key] / rps[f'hello@{label}']:>9.2f} {rps[key] / rps[f'{case}@1']:>11.2f}x"
+                f"{case:<10} {label:>7} {rps:>8.0f} {m['p99']:>8.2f} "
+                f"{rps / medians[f'hello@{label}']['rps']:>9.2f} "
+                f"{rps / medians[f'{case}@1']['rps']:>11.2f}x "
+                f"{m['cores']:>6.2f} {m['busy']:>3.0f}/{workers * replicas}"
             )
-    save_results("bench_scale", {**vars(args), "plot": str(args.plot)}, results, points=POINTS)
-    plot(rps, args.plot)
 
 
 def plot(rps: dict[str, float], out: Path) -> None:
@@ -201,13 +212,7 @@ def plot(rps: dict[str, float], out: Path) -> None:
             name = f"{case}, {'1 replica' if replicas == 1 else '2 replicas'}"
             ax.plot(xs, ys, style, marker=marker, color=color, label=name)
     ax.axvline(2, color="black", lw=0.8, ls=":")
-    ax.text(
-        2.03,
-        0.02,
-        "2 cores, shared with wrk and Redis",
-        fontsize=8,
-        transform=ax.get_xaxis_transform(),
-    )
+    ax.text(2.03, 0.02, "2 cores, shared with wrk and Redis", transform=ax.get_xaxis_transform())
     ax.set_xticks([1, 2, 4])
     ax.set_xlabel("worker processes in total")
     ax.set_ylabel("req/s")
