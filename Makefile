@@ -77,6 +77,7 @@ bench: setup redis-bin wrk-bin
 	$(BIN)/python -m loadtest.bench_tracing
 	$(BIN)/python -m loadtest.bench_start
 	$(BIN)/python -m loadtest.bench_cluster
+	$(BIN)/python -m loadtest.bench_scale
 	$(BIN)/python -m loadtest.report --readme
 
 # --- Kubernetes tooling (owned by the platform side) ----------------------------------------
