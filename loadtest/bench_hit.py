@@ -9,6 +9,8 @@ Serves, each with memoserve's gunicorn config (1 worker unless --workers):
   redis-hit-asyncio / redis-hit-h11
             the Redis hit with the stock asyncio loop / the h11 parser instead of uvloop /
             httptools: what each earns (--no-variants skips them)
+  redis-hit-redis-py
+            the Redis hit through redis-py's command path instead of the pipelined lookups
   mlflow    `mlflow models serve` of the same model (the server memoserve replaces; it has no
             cache, so every request runs the model); --no-mlflow skips it
 prints the median of --rounds runs of each and writes loadtest/results/bench_hit.json.
@@ -82,6 +84,8 @@ def main() -> None:
         for variant in ("asyncio", "h11"):
             worker = f"-k loadtest.workers.{variant.title()}Worker"
             cases[f"redis-hit-{variant}"] = (APP, {**redis_hit, "GUNICORN_CMD_ARGS": worker}, post)
+        off = {**redis_hit, "MEMOSERVE_REDIS_PIPELINED_LOOKUPS": "false"}
+        cases["redis-hit-redis-py"] = (APP, off, post)
     seed_env = {
         "SEED_MODEL": str(model),
         "SEED_REDIS_PORT": str(cluster.current_master_port()),

@@ -22,6 +22,7 @@ PEERS = {
     "mlflow": "`mlflow models serve`, same model (no cache)",
     "redis-hit-asyncio": "Redis hit, stock asyncio loop instead of uvloop",
     "redis-hit-h11": "Redis hit, h11 parser instead of httptools",
+    "redis-hit-redis-py": "Redis hit, redis-py's command path instead of pipelined lookups",
 }
 TITLES = {
     "bench_miss": "Misses, the cache's cost, and the 1-second model (`loadtest.bench_miss`)",

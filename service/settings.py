@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     redis_retries: int = Field(default=1, ge=0)
     """Quick retries of a failed Redis command before it counts as a failure."""
 
+    redis_pipelined_lookups: bool = True
+    """Concurrent requests' lookups share one connection and one write (not on a cluster)."""
+
     breaker_failure_threshold: int = Field(default=5, gt=0)
     """Consecutive Redis failures that open the circuit breaker."""
 

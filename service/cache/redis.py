@@ -21,6 +21,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from service.cache.base import PredictionCache
 from service.cache.breaker import BreakerState, CircuitBreaker
 from service.cache.envelope import seal, unseal
+from service.cache.pipelined import PipelinedLookups
 from service.errors import CacheUnavailable
 from service.observability import metrics
 from service.settings import Settings
@@ -128,18 +129,26 @@ class RedisCache(PredictionCache):
         *,
         deadline_seconds: float,
         owns_client: bool = True,
+        lookups: PipelinedLookups | None = None,
     ) -> None:
         self.client = client
         self.breaker = breaker
         self._deadline = deadline_seconds
         self._owns_client = owns_client
+        self._lookups = lookups
 
     def sibling(self) -> RedisCache:
         """The same connections behind a breaker of their own, for background work (hot-row
         sampling, warm-up, purges, events): its failures must not open the breaker that
         guards the request path, nor its open state silence them."""
         breaker = CircuitBreaker(self.breaker.failure_threshold, self.breaker.reset_seconds)
-        return type(self)(self.client, breaker, deadline_seconds=self._deadline, owns_client=False)
+        return type(self)(
+            self.client,
+            breaker,
+            deadline_seconds=self._deadline,
+            owns_client=False,
+            lookups=self._lookups,
+        )
 
     @classmethod
     def from_settings(cls, client: Client, settings: Settings) -> Self:
@@ -152,7 +161,11 @@ class RedisCache(PredictionCache):
         per_try = (settings.redis_connect_timeout_ms + settings.redis_socket_timeout_ms) / 1000
         # Discovery (Sentinel, or the cluster's slots) plus the command, for each try, bounds
         # the wait on Redis.
-        return cls(client, breaker, deadline_seconds=2 * per_try * (settings.redis_retries + 1))
+        deadline = 2 * per_try * (settings.redis_retries + 1)
+        lookups = None
+        if settings.redis_pipelined_lookups and isinstance(client, Redis):
+            lookups = PipelinedLookups(client, settings.redis_socket_timeout_ms / 1000)
+        return cls(client, breaker, deadline_seconds=deadline, lookups=lookups)
 
     async def run(self, op: Callable[[Client], Awaitable[T]]) -> T:
         """Run one Redis round trip under the breaker and the deadline."""
@@ -217,10 +230,14 @@ class RedisCache(PredictionCache):
 
     async def _mget(self, r: Client, keys: Sequence[str]) -> list[bytes | None]:
         """One MGET: every key lives on the one master."""
+        if self._lookups is not None:
+            return await self._lookups.mget(list(keys))
         return cast(list[bytes | None], await r.mget(keys))
 
     async def close(self) -> None:
         if self._owns_client:
+            if self._lookups is not None:
+                await self._lookups.close()
             await self.client.aclose()
 
 
