@@ -1,13 +1,14 @@
-"""Auto-pipelined lookups: the MGETs of a worker's concurrent requests share one connection and,
-within one turn of the event loop, one write; the replies come back in order.
+"""Auto-pipelined lookups and writes: the MGETs and SETs of a worker's concurrent requests share
+one connection and, within one turn of the event loop, one write; the replies come back in order.
 
 A Redis hit spent a quarter of its CPU in redis-py's command path (pool checkout and release,
 the retry wrapper, its own timeout, packing); this path keeps one connection checked out of the
 client's pool, so Sentinel discovery, AUTH, TLS and the handshake stay redis-py's, and does the
-rest itself with hiredis (an MGET reply reads the same in RESP2 and RESP3). An error, EOF, or no reply at all for ``timeout`` seconds while lookups
-wait (a master gone without a reset) drops the connection and fails every lookup in flight (a
-miss for each; the breaker decides); the next lookup takes a new connection. A lookup abandoned
-by its request leaves the connection alone: its reply is read and dropped.
+rest itself with hiredis (MGET and SET replies read the same in RESP2 and RESP3). An error, EOF,
+or no reply at all for ``timeout`` seconds while commands wait (a master gone without a reset)
+drops the connection and fails every command in flight (a miss or a lost write for each; the
+breaker decides); the next command takes a new connection. A lookup abandoned by its request
+leaves the connection alone: its reply is read and dropped.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-Reply = list[bytes | None]
+Reply = Any  # an MGET's list of values, or a SET's b"OK"
 
 
 def pack_mget(keys: list[bytes]) -> bytes:
@@ -34,8 +35,20 @@ def pack_mget(keys: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+def pack_set(key: bytes, value: bytes, ttl: bytes) -> bytes:
+    """``SET key value EX ttl`` in RESP."""
+    return b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nEX\r\n$%d\r\n%s\r\n" % (
+        len(key),
+        key,
+        len(value),
+        value,
+        len(ttl),
+        ttl,
+    )
+
+
 class PipelinedLookups:
-    """MGET over one shared connection taken from ``client``'s pool."""
+    """MGET and SET over one shared connection taken from ``client``'s pool."""
 
     def __init__(self, client: Redis, timeout: float) -> None:
         self._pool = client.connection_pool
@@ -49,14 +62,27 @@ class PipelinedLookups:
         self._out: list[bytes] = []
         self._reader_task: asyncio.Task[None] | None = None
 
-    async def mget(self, keys: list[str]) -> Reply:
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
         """The values of ``keys`` (None for a missing one), in one shared round trip."""
+        result: list[bytes | None] = await self._send([pack_mget([k.encode() for k in keys])])
+        return result
+
+    async def set_many(self, items: list[tuple[str, bytes]], ttl_seconds: int) -> None:
+        """SET each key with an expiry; raises if the last SET is refused (a refusal such as
+        OOM or NOPERM refuses them all)."""
+        ttl = b"%d" % ttl_seconds
+        await self._send([pack_set(k.encode(), v, ttl) for k, v in items])
+
+    async def _send(self, commands: list[bytes]) -> Reply:
+        """Queue ``commands`` for this turn's write; the last one's reply."""
         conn = self._conn if self._conn is not None else await self._connect()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
         if not self._out:
             loop.call_soon(self._flush, conn)
-        self._out.append(pack_mget([k.encode() for k in keys]))
+        self._out += commands
+        if len(commands) > 1:
+            self._waiting.extend([_ignored(loop)] * (len(commands) - 1))
         self._waiting.append(future)
         return await future
 
@@ -150,3 +176,15 @@ class PipelinedLookups:
             await conn.disconnect()
         with contextlib.suppress(Exception):
             await self._pool.release(conn)
+
+
+_IGNORED: dict[asyncio.AbstractEventLoop, asyncio.Future[Reply]] = {}
+
+
+def _ignored(loop: asyncio.AbstractEventLoop) -> asyncio.Future[Reply]:
+    """A done future standing for a reply nobody waits for (all but a batch's last SET)."""
+    future = _IGNORED.get(loop)
+    if future is None:
+        future = _IGNORED[loop] = loop.create_future()
+        future.cancel()
+    return future

@@ -204,6 +204,11 @@ class RedisCache(PredictionCache):
         return out
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl_seconds: int) -> None:
+        if self._lookups is not None:
+            lookups, sealed = self._lookups, [(k, seal(v)) for k, v in items]
+            await self.run(lambda _r: lookups.set_many(sealed, ttl_seconds))
+            return
+
         # A cluster's pipeline is split by node and sent to every node at once: still one
         # round trip per node touched.
         async def write(r: Client) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from devtools.localstack.processes import LOOPBACK, Proc
@@ -105,3 +106,28 @@ async def test_the_cache_uses_them_unless_switched_off(redis_server: Proc) -> No
     finally:
         await on.close()
         await off.close()
+
+
+async def test_writes_share_the_connection_keep_their_expiry_and_order_with_lookups(
+    lookups: PipelinedLookups, admin: Redis
+) -> None:
+    writes = [
+        lookups.set_many([(f"s:{i}:{j}", b"x%d" % j) for j in range(3)], 77) for i in range(40)
+    ]
+    reads = [lookups.mget([f"s:{i}:0", f"s:{i}:2"]) for i in range(40)]
+    await asyncio.gather(*writes)
+    assert await asyncio.gather(*reads) == [[b"x0", b"x2"]] * 40  # written first, read after
+    assert 70 <= await admin.ttl("s:39:1") <= 77
+
+
+async def test_a_refused_write_raises(lookups: PipelinedLookups, admin: Redis) -> None:
+    policy = (await admin.config_get("maxmemory-policy"))["maxmemory-policy"]
+    await admin.config_set("maxmemory-policy", "noeviction")
+    await admin.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(ResponseError, match="OOM"):
+            await lookups.set_many([("oom:a", b"1"), ("oom:b", b"2")], 60)
+        assert await lookups.mget(["oom:a"]) == [None]  # and the connection still works
+    finally:
+        await admin.config_set("maxmemory", 0)
+        await admin.config_set("maxmemory-policy", policy)
