@@ -19,7 +19,7 @@ def test_published_results_are_medians_of_several_rounds() -> None:
     for name, data in report.load().items():
         assert data["args"]["rounds"] >= 3, f"{name}.json is from a short run"
         for case, metrics in data["cases"].items():
-            assert all(len(v) >= 3 for v in metrics["rounds"].values()), (name, case)
+            assert all(len(v) >= 3 for v in metrics["rounds"].values() if v), (name, case)
 
 
 def test_render_puts_the_peers_table_first() -> None:
